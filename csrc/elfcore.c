@@ -1,0 +1,859 @@
+/*
+ * elfcore.c: a bounds-checked reader of the dynamic-linking facts of an ELF file.
+ *
+ * Everything is read from the caller's buffer through rd*() helpers that check
+ * the range first.  Addresses from the dynamic table are mapped to file offsets
+ * through PT_LOAD segments, so files without section headers still work;
+ * section headers are used only where nothing else says the same thing (the
+ * dynamic symbol count when no hash table is present, the string table of a
+ * dynamic table whose DT_STRTAB is not mapped, notes in files with no program
+ * headers).  All output memory lives in one arena released by rw_elf_free().
+ */
+#include "elfcore.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- ELF constants (from the gABI and the GNU extensions) ---- */
+#define PT_LOAD 1
+#define PT_DYNAMIC 2
+#define PT_INTERP 3
+#define PT_NOTE 4
+#define PT_GNU_PROPERTY 0x6474e553u
+#define SHT_DYNAMIC 6
+#define SHT_NOTE 7
+#define SHT_DYNSYM 11
+#define SHN_UNDEF 0
+#define PN_XNUM 0xffff
+#define DT_NULL 0
+#define DT_NEEDED 1
+#define DT_HASH 4
+#define DT_STRTAB 5
+#define DT_SYMTAB 6
+#define DT_STRSZ 10
+#define DT_SYMENT 11
+#define DT_SONAME 14
+#define DT_RPATH 15
+#define DT_RUNPATH 29
+#define DT_GNU_HASH 0x6ffffef5u
+#define DT_VERSYM 0x6ffffff0u
+#define DT_VERDEF 0x6ffffffcu
+#define DT_VERDEFNUM 0x6ffffffdu
+#define DT_VERNEED 0x6ffffffeu
+#define DT_VERNEEDNUM 0x6fffffffu
+#define EM_386 3
+#define EM_X86_64 62
+#define NT_GNU_PROPERTY_TYPE_0 5
+#define GNU_PROPERTY_X86_ISA_1_NEEDED 0xc0008002u
+#define VERSYM_HIDDEN 0x8000u
+#define VERSYM_INDEX 0x7fffu
+#define MAX_VERSION_INDEX 0x8000u
+
+/* ---- arena ---- */
+#define BLOCK_HEADER 16 /* keeps payloads 16-byte aligned */
+typedef struct block {
+    struct block *next;
+    /* payload follows at BLOCK_HEADER bytes */
+} block;
+
+typedef struct {
+    rw_elf pub;   /* first, so the public pointer is the arena pointer */
+    block *blocks;
+} rw_elf_owned;
+
+/* ---- parser state ---- */
+typedef struct {
+    uint64_t vaddr, offset, filesz;
+} load_seg;
+
+typedef struct {
+    const uint8_t *buf;
+    size_t len;
+    int is64;
+    int big;
+    rw_elf_owned *out;
+    char *err;
+    size_t errlen;
+    int nomem;
+    /* program headers */
+    uint64_t phoff, phentsize, phnum;
+    uint64_t shoff, shentsize, shnum;
+    load_seg *loads;
+    size_t n_loads;
+    uint64_t dyn_off, dyn_size;
+    int has_dyn;
+    /* dynamic string table (file offset and size) */
+    uint64_t str_off, str_size;
+    int has_str;
+    /* version index -> name (defs and needs share the index space) */
+    const char **version_names;
+} parser;
+
+static int fail(parser *p, const char *fmt, ...)
+{
+    va_list ap;
+    if (p->errlen) {
+        va_start(ap, fmt);
+        vsnprintf(p->err, p->errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void *alloc(parser *p, size_t size)
+{
+    block *b;
+    if (size > SIZE_MAX - 2 * BLOCK_HEADER) {
+        p->nomem = 1;
+        return NULL;
+    }
+    b = malloc(BLOCK_HEADER + size);
+    if (b == NULL) {
+        p->nomem = 1;
+        return NULL;
+    }
+    b->next = p->out->blocks;
+    p->out->blocks = b;
+    return (char *)b + BLOCK_HEADER;
+}
+
+static void *alloc_array(parser *p, size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size) {
+        p->nomem = 1;
+        return NULL;
+    }
+    return alloc(p, n && size ? n * size : 1);
+}
+
+/* ---- bounds-checked reads ---- */
+static int in_range(const parser *p, uint64_t off, uint64_t size)
+{
+    return off <= p->len && size <= p->len - off;
+}
+
+static uint64_t get_u(const parser *p, uint64_t off, int width)
+{
+    const uint8_t *b = p->buf + off;
+    uint64_t v = 0;
+    int i;
+    if (p->big) {
+        for (i = 0; i < width; i++)
+            v = (v << 8) | b[i];
+    } else {
+        for (i = width - 1; i >= 0; i--)
+            v = (v << 8) | b[i];
+    }
+    return v;
+}
+
+static int rd(const parser *p, uint64_t off, int width, uint64_t *v)
+{
+    if (!in_range(p, off, (uint64_t)width))
+        return -1;
+    *v = get_u(p, off, width);
+    return 0;
+}
+
+/* Map a virtual address range to a file offset through the PT_LOAD segments. */
+static int map_addr(const parser *p, uint64_t addr, uint64_t size, uint64_t *off)
+{
+    size_t i;
+    for (i = 0; i < p->n_loads; i++) {
+        const load_seg *s = &p->loads[i];
+        if (addr >= s->vaddr && addr - s->vaddr < s->filesz &&
+            size <= s->filesz - (addr - s->vaddr)) {
+            uint64_t o = s->offset + (addr - s->vaddr);
+            if (o < s->offset || !in_range(p, o, size))
+                return -1;
+            *off = o;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A string at index `idx` of the dynamic string table, NUL-terminated inside it. */
+static const char *dyn_str(parser *p, uint64_t idx, const char *what)
+{
+    const uint8_t *start;
+    if (!p->has_str) {
+        fail(p, "%s present but the file has no usable dynamic string table", what);
+        return NULL;
+    }
+    if (idx >= p->str_size) {
+        fail(p, "%s string offset %llu is past the end of the dynamic string table (%llu bytes)",
+             what, (unsigned long long)idx, (unsigned long long)p->str_size);
+        return NULL;
+    }
+    start = p->buf + p->str_off + idx;
+    if (memchr(start, 0, (size_t)(p->str_size - idx)) == NULL) {
+        fail(p, "%s string at offset %llu is not terminated inside the dynamic string table",
+             what, (unsigned long long)idx);
+        return NULL;
+    }
+    return (const char *)start;
+}
+
+/* ---- header and segments ---- */
+static int parse_header(parser *p)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t v, shnum0 = 0;
+    int w;
+    if (p->len < 16 || memcmp(p->buf, "\x7f" "ELF", 4) != 0)
+        return fail(p, "not an ELF file (bad magic)");
+    if (p->buf[4] != 1 && p->buf[4] != 2)
+        return fail(p, "unknown ELF class %u", p->buf[4]);
+    if (p->buf[5] != 1 && p->buf[5] != 2)
+        return fail(p, "unknown ELF data encoding %u", p->buf[5]);
+    p->is64 = p->buf[4] == 2;
+    p->big = p->buf[5] == 2;
+    e->elf_class = p->is64 ? 64 : 32;
+    e->big_endian = p->big;
+    e->osabi = p->buf[7];
+    if (p->len < (p->is64 ? 64u : 52u))
+        return fail(p, "truncated ELF header (%llu bytes)", (unsigned long long)p->len);
+    w = p->is64 ? 8 : 4;
+    e->elf_type = (int)get_u(p, 16, 2);
+    e->machine = (int)get_u(p, 18, 2);
+    p->phoff = get_u(p, 24 + w, w);
+    p->shoff = get_u(p, 24 + 2 * w, w);
+    e->flags = (uint32_t)get_u(p, 24 + 3 * w, 4);
+    p->phentsize = get_u(p, 24 + 3 * w + 6, 2);
+    p->phnum = get_u(p, 24 + 3 * w + 8, 2);
+    p->shentsize = get_u(p, 24 + 3 * w + 10, 2);
+    p->shnum = get_u(p, 24 + 3 * w + 12, 2);
+
+    /* Extended numbering: real counts live in section header 0. */
+    if (p->shoff != 0 && p->shentsize >= (uint64_t)(p->is64 ? 64 : 40) &&
+        (p->phnum == PN_XNUM || p->shnum == 0)) {
+        if (rd(p, p->shoff + (p->is64 ? 32 : 20), w, &shnum0) == 0 && p->shnum == 0)
+            p->shnum = shnum0;
+        if (p->phnum == PN_XNUM && rd(p, p->shoff + (p->is64 ? 44 : 28), 4, &v) == 0)
+            p->phnum = v;
+    }
+    if (p->shoff == 0 || p->shentsize < (uint64_t)(p->is64 ? 64 : 40))
+        p->shnum = 0;
+    /* Section headers are optional: ignore a table that does not fit. */
+    if (p->shnum && (p->shnum > p->len / p->shentsize ||
+                     !in_range(p, p->shoff, p->shnum * p->shentsize)))
+        p->shnum = 0;
+    if (p->phnum) {
+        if (p->phentsize < (uint64_t)(p->is64 ? 56 : 32))
+            return fail(p, "program header entry size %llu is too small",
+                        (unsigned long long)p->phentsize);
+        if (p->phnum > p->len / p->phentsize || !in_range(p, p->phoff, p->phnum * p->phentsize))
+            return fail(p, "program header table (%llu entries at offset %llu) is past the end "
+                        "of the file", (unsigned long long)p->phnum, (unsigned long long)p->phoff);
+    }
+    return 0;
+}
+
+/* Offset of field `f32`/`f64` of program header i. */
+static uint64_t ph_field(const parser *p, uint64_t i, int f32, int f64)
+{
+    return p->phoff + i * p->phentsize + (uint64_t)(p->is64 ? f64 : f32);
+}
+
+static void ph_read(const parser *p, uint64_t i, uint64_t *type, uint64_t *offset,
+                    uint64_t *vaddr, uint64_t *filesz, uint64_t *align)
+{
+    int w = p->is64 ? 8 : 4;
+    *type = get_u(p, ph_field(p, i, 0, 0), 4);
+    *offset = get_u(p, ph_field(p, i, 4, 8), w);
+    *vaddr = get_u(p, ph_field(p, i, 8, 16), w);
+    *filesz = get_u(p, ph_field(p, i, 16, 32), w);
+    *align = get_u(p, ph_field(p, i, 28, 48), w);
+}
+
+static int parse_interp(parser *p, uint64_t offset, uint64_t size)
+{
+    char *s;
+    const uint8_t *start;
+    const void *end;
+    size_t n;
+    if (!in_range(p, offset, size))
+        return fail(p, "PT_INTERP (offset %llu, %llu bytes) is past the end of the file",
+                    (unsigned long long)offset, (unsigned long long)size);
+    start = p->buf + offset;
+    end = size ? memchr(start, 0, (size_t)size) : NULL;
+    n = end ? (size_t)((const uint8_t *)end - start) : (size_t)size;
+    s = alloc(p, n + 1);
+    if (s == NULL)
+        return -1;
+    memcpy(s, start, n);
+    s[n] = 0;
+    p->out->pub.interpreter = s;
+    return 0;
+}
+
+static int parse_segments(parser *p)
+{
+    uint64_t i, type, offset, vaddr, filesz, align;
+    p->loads = alloc_array(p, (size_t)p->phnum, sizeof(load_seg));
+    if (p->loads == NULL)
+        return -1;
+    for (i = 0; i < p->phnum; i++) {
+        ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
+        if (type == PT_LOAD) {
+            load_seg *s = &p->loads[p->n_loads++];
+            s->vaddr = vaddr;
+            s->offset = offset;
+            s->filesz = filesz;
+        } else if (type == PT_DYNAMIC && !p->has_dyn) {
+            if (!in_range(p, offset, filesz))
+                return fail(p, "PT_DYNAMIC (offset %llu, %llu bytes) is past the end of the file",
+                            (unsigned long long)offset, (unsigned long long)filesz);
+            p->has_dyn = 1;
+            p->dyn_off = offset;
+            p->dyn_size = filesz;
+        } else if (type == PT_INTERP && p->out->pub.interpreter == NULL) {
+            if (parse_interp(p, offset, filesz))
+                return -1;
+        }
+    }
+    p->out->pub.has_dynamic = p->has_dyn;
+    return 0;
+}
+
+/* ---- section headers (only where nothing else says the same) ---- */
+static void sh_read(const parser *p, uint64_t i, uint64_t *type, uint64_t *offset,
+                    uint64_t *size, uint64_t *link, uint64_t *entsize)
+{
+    uint64_t base = p->shoff + i * p->shentsize;
+    int w = p->is64 ? 8 : 4;
+    *type = get_u(p, base + 4, 4);
+    *offset = get_u(p, base + (p->is64 ? 24 : 16), w);
+    *size = get_u(p, base + (p->is64 ? 32 : 20), w);
+    *link = get_u(p, base + (p->is64 ? 40 : 24), 4);
+    *entsize = get_u(p, base + (p->is64 ? 56 : 36), w);
+}
+
+/* The string table linked from the SHT_DYNAMIC section, for a DT_STRTAB that maps nowhere. */
+static int strtab_from_sections(parser *p)
+{
+    uint64_t i, type, offset, size, link, entsize;
+    for (i = 0; i < p->shnum; i++) {
+        sh_read(p, i, &type, &offset, &size, &link, &entsize);
+        if (type != SHT_DYNAMIC || link >= p->shnum)
+            continue;
+        sh_read(p, link, &type, &offset, &size, &link, &entsize);
+        if (!in_range(p, offset, size))
+            return -1;
+        p->str_off = offset;
+        p->str_size = size;
+        p->has_str = 1;
+        return 0;
+    }
+    return -1;
+}
+
+/* ---- dynamic table ---- */
+typedef struct {
+    uint64_t strtab, strsz, symtab, syment, hash, gnu_hash, versym;
+    uint64_t verneed, verneednum, verdef, verdefnum;
+    int has_strtab, has_strsz, has_symtab, has_hash, has_gnu_hash, has_versym;
+    int has_verneed, has_verneednum, has_verdef, has_verdefnum;
+    uint64_t n_entries; /* entries before DT_NULL */
+} dyn_info;
+
+/* Entry i of the dynamic table; parse_segments() checked that the table is in the buffer. */
+static void dyn_entry(const parser *p, uint64_t i, uint64_t *tag, uint64_t *val)
+{
+    int w = p->is64 ? 8 : 4;
+    *tag = get_u(p, p->dyn_off + i * 2 * (uint64_t)w, w);
+    *val = get_u(p, p->dyn_off + i * 2 * (uint64_t)w + (uint64_t)w, w);
+}
+
+static void scan_dynamic(parser *p, dyn_info *d)
+{
+    uint64_t entsize = p->is64 ? 16 : 8, n = p->dyn_size / entsize, i, tag, val;
+    memset(d, 0, sizeof(*d));
+    for (i = 0; i < n; i++) {
+        dyn_entry(p, i, &tag, &val);
+        if (tag == DT_NULL)
+            break;
+        switch (tag) {
+        case DT_STRTAB: d->strtab = val; d->has_strtab = 1; break;
+        case DT_STRSZ: d->strsz = val; d->has_strsz = 1; break;
+        case DT_SYMTAB: d->symtab = val; d->has_symtab = 1; break;
+        case DT_SYMENT: d->syment = val; break;
+        case DT_HASH: d->hash = val; d->has_hash = 1; break;
+        case DT_GNU_HASH: d->gnu_hash = val; d->has_gnu_hash = 1; break;
+        case DT_VERSYM: d->versym = val; d->has_versym = 1; break;
+        case DT_VERNEED: d->verneed = val; d->has_verneed = 1; break;
+        case DT_VERNEEDNUM: d->verneednum = val; d->has_verneednum = 1; break;
+        case DT_VERDEF: d->verdef = val; d->has_verdef = 1; break;
+        case DT_VERDEFNUM: d->verdefnum = val; d->has_verdefnum = 1; break;
+        default: break;
+        }
+    }
+    d->n_entries = i;
+}
+
+/* Join the strings of every `tag` entry with ':' (several DT_RPATH entries are legal). */
+static int join_tag(parser *p, const dyn_info *d, uint64_t want, const char *what,
+                    const char **dest)
+{
+    uint64_t i, tag, val;
+    size_t total = 0, count = 0, pos = 0, n;
+    const char *s, *first = NULL;
+    char *joined;
+    for (i = 0; i < d->n_entries; i++) {
+        dyn_entry(p, i, &tag, &val);
+        if (tag != want)
+            continue;
+        if ((s = dyn_str(p, val, what)) == NULL)
+            return -1;
+        if (first == NULL)
+            first = s;
+        total += strlen(s) + 1;
+        count++;
+    }
+    if (count <= 1) {
+        *dest = first; /* the common case points into the buffer: no copy */
+        return 0;
+    }
+    if ((joined = alloc(p, total)) == NULL)
+        return -1;
+    for (i = 0; i < d->n_entries; i++) {
+        dyn_entry(p, i, &tag, &val);
+        if (tag != want)
+            continue;
+        s = dyn_str(p, val, what);
+        n = strlen(s);
+        if (pos)
+            joined[pos++] = ':';
+        memcpy(joined + pos, s, n);
+        pos += n;
+    }
+    joined[pos] = 0;
+    *dest = joined;
+    return 0;
+}
+
+static int parse_dynamic_strings(parser *p, const dyn_info *d)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t i, tag, val, n_needed = 0;
+    for (i = 0; i < d->n_entries; i++) {
+        dyn_entry(p, i, &tag, &val);
+        if (tag == DT_NEEDED)
+            n_needed++;
+    }
+    e->needed = alloc_array(p, (size_t)n_needed, sizeof(char *));
+    if (e->needed == NULL)
+        return -1;
+    for (i = 0; i < d->n_entries; i++) {
+        dyn_entry(p, i, &tag, &val);
+        if (tag == DT_NEEDED) {
+            if ((e->needed[e->n_needed++] = dyn_str(p, val, "DT_NEEDED")) == NULL)
+                return -1;
+        } else if (tag == DT_SONAME && e->soname == NULL) {
+            if ((e->soname = dyn_str(p, val, "DT_SONAME")) == NULL)
+                return -1;
+        }
+    }
+    if (join_tag(p, d, DT_RPATH, "DT_RPATH", &e->rpath) ||
+        join_tag(p, d, DT_RUNPATH, "DT_RUNPATH", &e->runpath))
+        return -1;
+    return 0;
+}
+
+static int set_version_name(parser *p, uint64_t index, const char *name)
+{
+    index &= VERSYM_INDEX;
+    if (p->version_names == NULL) {
+        p->version_names = alloc_array(p, MAX_VERSION_INDEX, sizeof(char *));
+        if (p->version_names == NULL)
+            return -1;
+        memset(p->version_names, 0, MAX_VERSION_INDEX * sizeof(char *));
+    }
+    if (p->version_names[index] == NULL)
+        p->version_names[index] = name;
+    return 0;
+}
+
+/* Version indices are 15 bits: no valid file has more version records than that. */
+static uint64_t max_records(const parser *p)
+{
+    uint64_t by_size = p->len / 8 + 1;
+    return by_size < MAX_VERSION_INDEX ? by_size : MAX_VERSION_INDEX;
+}
+
+static int parse_verneed(parser *p, const dyn_info *d)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t addr = d->verneed, limit = max_records(p), total = 0, n, i, j, off;
+    uint64_t vn_cnt, vn_file, vn_aux, vn_next, vna_flags, vna_other, vna_name, vna_next;
+    size_t cap = 16;
+    if (!d->has_verneed)
+        return 0;
+    n = d->has_verneednum ? d->verneednum : limit;
+    e->verneed = alloc_array(p, cap, sizeof(rw_verneed));
+    if (e->verneed == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        const char *file;
+        uint64_t aux_addr;
+        if (map_addr(p, addr, 16, &off))
+            return fail(p, "version need entry %llu (address 0x%llx) is outside every PT_LOAD",
+                        (unsigned long long)i, (unsigned long long)addr);
+        vn_cnt = get_u(p, off + 2, 2);
+        vn_file = get_u(p, off + 4, 4);
+        vn_aux = get_u(p, off + 8, 4);
+        vn_next = get_u(p, off + 12, 4);
+        if ((file = dyn_str(p, vn_file, "version need file")) == NULL)
+            return -1;
+        aux_addr = addr + vn_aux;
+        for (j = 0; j < vn_cnt; j++) {
+            const char *name;
+            if (++total > limit)
+                return fail(p, "version need chain does not end (cycle or bad count)");
+            if (map_addr(p, aux_addr, 16, &off))
+                return fail(p, "version need aux entry (address 0x%llx) is outside every PT_LOAD",
+                            (unsigned long long)aux_addr);
+            vna_flags = get_u(p, off + 4, 2);
+            vna_other = get_u(p, off + 6, 2);
+            vna_name = get_u(p, off + 8, 4);
+            vna_next = get_u(p, off + 12, 4);
+            if ((name = dyn_str(p, vna_name, "version need name")) == NULL)
+                return -1;
+            if (e->n_verneed == cap) {
+                rw_verneed *bigger = alloc_array(p, cap * 2, sizeof(rw_verneed));
+                if (bigger == NULL)
+                    return -1;
+                memcpy(bigger, e->verneed, cap * sizeof(rw_verneed));
+                e->verneed = bigger;
+                cap *= 2;
+            }
+            e->verneed[e->n_verneed].file = file;
+            e->verneed[e->n_verneed].name = name;
+            e->verneed[e->n_verneed].flags = (uint16_t)vna_flags;
+            e->n_verneed++;
+            if (set_version_name(p, vna_other, name))
+                return -1;
+            if (vna_next == 0)
+                break;
+            aux_addr += vna_next;
+        }
+        if (vn_next == 0)
+            break;
+        if (++total > limit)
+            return fail(p, "version need chain does not end (cycle or bad count)");
+        addr += vn_next;
+    }
+    return 0;
+}
+
+static int parse_verdef(parser *p, const dyn_info *d)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t addr = d->verdef, limit = max_records(p), n, i, off, aux_off;
+    uint64_t vd_flags, vd_ndx, vd_cnt, vd_aux, vd_next, vda_name;
+    if (!d->has_verdef)
+        return 0;
+    n = d->has_verdefnum ? d->verdefnum : limit;
+    if (n > limit)
+        return fail(p, "version definition count %llu is larger than the file allows",
+                    (unsigned long long)n);
+    e->verdef = alloc_array(p, (size_t)n, sizeof(char *));
+    e->verdef_flags = alloc_array(p, (size_t)n, sizeof(uint16_t));
+    if (e->verdef == NULL || e->verdef_flags == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        const char *name = "";
+        if (map_addr(p, addr, 20, &off))
+            return fail(p, "version definition %llu (address 0x%llx) is outside every PT_LOAD",
+                        (unsigned long long)i, (unsigned long long)addr);
+        vd_flags = get_u(p, off + 2, 2);
+        vd_ndx = get_u(p, off + 4, 2);
+        vd_cnt = get_u(p, off + 6, 2);
+        vd_aux = get_u(p, off + 12, 4);
+        vd_next = get_u(p, off + 16, 4);
+        if (vd_cnt > 0) {
+            if (map_addr(p, addr + vd_aux, 8, &aux_off))
+                return fail(p, "version definition aux entry is outside every PT_LOAD");
+            vda_name = get_u(p, aux_off, 4);
+            if ((name = dyn_str(p, vda_name, "version definition name")) == NULL)
+                return -1;
+        }
+        e->verdef[e->n_verdef] = name;
+        e->verdef_flags[e->n_verdef] = (uint16_t)vd_flags;
+        e->n_verdef++;
+        if (set_version_name(p, vd_ndx, name))
+            return -1;
+        if (vd_next == 0)
+            break;
+        addr += vd_next;
+    }
+    return 0;
+}
+
+/* ---- dynamic symbols ---- */
+static int count_from_gnu_hash(parser *p, uint64_t addr, uint64_t *count)
+{
+    uint64_t off, nbuckets, symoffset, bloom_size, buckets, chains, i, v, max = 0, coff;
+    if (map_addr(p, addr, 16, &off))
+        return -1;
+    nbuckets = get_u(p, off, 4);
+    symoffset = get_u(p, off + 4, 4);
+    bloom_size = get_u(p, off + 8, 4);
+    buckets = off + 16 + bloom_size * (p->is64 ? 8 : 4);
+    if (!in_range(p, buckets, nbuckets * 4) || nbuckets > p->len / 4)
+        return -1;
+    for (i = 0; i < nbuckets; i++) {
+        v = get_u(p, buckets + 4 * i, 4);
+        if (v > max)
+            max = v;
+    }
+    if (max < symoffset) {
+        *count = symoffset;
+        return 0;
+    }
+    chains = buckets + 4 * nbuckets;
+    for (i = max;; i++) {
+        coff = chains + 4 * (i - symoffset);
+        if (rd(p, coff, 4, &v))
+            return -1;
+        if (v & 1)
+            break;
+    }
+    *count = i + 1;
+    return 0;
+}
+
+static int symbol_count(parser *p, const dyn_info *d, uint64_t sym_off, uint64_t syment,
+                        uint64_t *count)
+{
+    uint64_t i, type, offset, size, link, entsize, off;
+    /* A SHT_DYNSYM section over the same bytes is exact. */
+    for (i = 0; i < p->shnum; i++) {
+        sh_read(p, i, &type, &offset, &size, &link, &entsize);
+        if (type == SHT_DYNSYM && offset == sym_off) {
+            *count = size / syment;
+            return 0;
+        }
+    }
+    if (d->has_hash && map_addr(p, d->hash, 8, &off) == 0) {
+        *count = get_u(p, off + 4, 4);
+        return 0;
+    }
+    if (d->has_gnu_hash && count_from_gnu_hash(p, d->gnu_hash, count) == 0)
+        return 0;
+    return fail(p, "cannot tell the number of dynamic symbols (no section, DT_HASH or DT_GNU_HASH)");
+}
+
+static int parse_symbols(parser *p, const dyn_info *d)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t syment = d->syment ? d->syment : (p->is64 ? 24u : 16u);
+    uint64_t sym_off, count = 0, i, versym_off = 0, total = 0;
+    int has_versym = 0;
+    char *strings;
+    uint8_t *info;
+    size_t pos = 0;
+    if (!d->has_symtab)
+        return 0;
+    if (syment < (p->is64 ? 24u : 16u))
+        return fail(p, "DT_SYMENT %llu is too small", (unsigned long long)syment);
+    if (map_addr(p, d->symtab, syment, &sym_off))
+        return fail(p, "DT_SYMTAB (address 0x%llx) is outside every PT_LOAD",
+                    (unsigned long long)d->symtab);
+    if (symbol_count(p, d, sym_off, syment, &count))
+        return -1;
+    if (count > p->len / syment || !in_range(p, sym_off, count * syment))
+        return fail(p, "dynamic symbol table (%llu symbols) is past the end of the file",
+                    (unsigned long long)count);
+    if (d->has_versym && count) {
+        if (map_addr(p, d->versym, count * 2, &versym_off))
+            return fail(p, "DT_VERSYM table (address 0x%llx) is outside every PT_LOAD",
+                        (unsigned long long)d->versym);
+        has_versym = 1;
+    }
+    /* First pass: the size of the strings blob. */
+    for (i = 0; i < count; i++) {
+        uint64_t name = get_u(p, sym_off + i * syment, 4);
+        const char *s = dyn_str(p, name, "symbol name");
+        const char *ver = NULL;
+        if (s == NULL)
+            return -1;
+        if (has_versym) {
+            uint64_t idx = get_u(p, versym_off + 2 * i, 2) & VERSYM_INDEX;
+            if (idx > 1 && p->version_names)
+                ver = p->version_names[idx];
+        }
+        total += strlen(s) + (ver ? strlen(ver) : 0) + 2;
+    }
+    strings = alloc(p, (size_t)total);
+    info = alloc_array(p, (size_t)count, 4);
+    if (strings == NULL || info == NULL)
+        return -1;
+    for (i = 0; i < count; i++) {
+        uint64_t base = sym_off + i * syment;
+        uint64_t st_info = get_u(p, base + (p->is64 ? 4 : 12), 1);
+        uint64_t shndx = get_u(p, base + (p->is64 ? 6 : 14), 2);
+        const char *s = (const char *)p->buf + p->str_off + get_u(p, base, 4);
+        const char *ver = NULL;
+        size_t n = strlen(s);
+        uint64_t vs = 0;
+        if (has_versym) {
+            vs = get_u(p, versym_off + 2 * i, 2);
+            if ((vs & VERSYM_INDEX) > 1 && p->version_names)
+                ver = p->version_names[vs & VERSYM_INDEX];
+        }
+        memcpy(strings + pos, s, n + 1);
+        pos += n + 1;
+        if (ver) {
+            n = strlen(ver);
+            memcpy(strings + pos, ver, n);
+            pos += n;
+        }
+        strings[pos++] = 0;
+        info[4 * i] = (uint8_t)(st_info >> 4);
+        info[4 * i + 1] = (uint8_t)(st_info & 0xf);
+        info[4 * i + 2] = shndx != SHN_UNDEF;
+        info[4 * i + 3] = (vs & VERSYM_HIDDEN) != 0;
+    }
+    e->n_symbols = (size_t)count;
+    e->sym_strings = strings;
+    e->sym_strings_len = pos;
+    e->sym_info = info;
+    return 0;
+}
+
+/* ---- x86 ISA level from GNU property notes ---- */
+static void scan_notes(parser *p, uint64_t off, uint64_t size, uint64_t align)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t end, namesz, descsz, type, desc, pos, pr_type, pr_datasz, pad;
+    if (!in_range(p, off, size))
+        return;
+    end = off + size;
+    pad = align == 8 ? 8 : 4;
+    while (end - off >= 12) {
+        namesz = get_u(p, off, 4);
+        descsz = get_u(p, off + 4, 4);
+        type = get_u(p, off + 8, 4);
+        desc = off + 12 + ((namesz + 3) & ~(uint64_t)3);
+        if (desc > end || descsz > end - desc)
+            return;
+        if (type == NT_GNU_PROPERTY_TYPE_0 && namesz == 4 &&
+            memcmp(p->buf + off + 12, "GNU", 4) == 0) {
+            uint64_t prop_align = p->is64 ? 8 : 4, dend = desc + descsz;
+            for (pos = desc; pos + 8 <= dend;) {
+                pr_type = get_u(p, pos, 4);
+                pr_datasz = get_u(p, pos + 4, 4);
+                if (pr_datasz > dend - pos - 8)
+                    break;
+                if (pr_type == GNU_PROPERTY_X86_ISA_1_NEEDED && pr_datasz == 4) {
+                    e->has_isa_needed = 1;
+                    e->isa_needed = (uint32_t)get_u(p, pos + 8, 4);
+                    return;
+                }
+                pos += 8 + ((pr_datasz + prop_align - 1) & ~(prop_align - 1));
+            }
+        }
+        desc += (descsz + pad - 1) & ~(pad - 1);
+        if (desc <= off)
+            return;
+        off = desc;
+    }
+}
+
+static void parse_isa(parser *p)
+{
+    rw_elf *e = &p->out->pub;
+    uint64_t i, type, offset, vaddr, filesz, align, size, link, entsize;
+    int found_property_segment = 0;
+    if (e->machine != EM_X86_64 && e->machine != EM_386)
+        return;
+    for (i = 0; i < p->phnum && !e->has_isa_needed; i++) {
+        ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
+        if (type == PT_GNU_PROPERTY) {
+            found_property_segment = 1;
+            scan_notes(p, offset, filesz, align);
+        }
+    }
+    for (i = 0; i < p->phnum && !e->has_isa_needed && !found_property_segment; i++) {
+        ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
+        if (type == PT_NOTE)
+            scan_notes(p, offset, filesz, align);
+    }
+    if (p->phnum)
+        return;
+    /* Relocatable objects have no segments: their notes are only in sections. */
+    for (i = 0; i < p->shnum && !e->has_isa_needed; i++) {
+        sh_read(p, i, &type, &offset, &size, &link, &entsize);
+        if (type == SHT_NOTE)
+            scan_notes(p, offset, size, p->is64 ? 8 : 4);
+    }
+}
+
+/* ---- entry points ---- */
+static int parse(parser *p, int options)
+{
+    dyn_info d;
+    if (parse_header(p) || parse_segments(p))
+        return -1;
+    parse_isa(p);
+    if (!p->has_dyn)
+        return 0;
+    scan_dynamic(p, &d);
+    if (d.has_strtab && d.has_strsz && map_addr(p, d.strtab, d.strsz, &p->str_off) == 0) {
+        p->str_size = d.strsz;
+        p->has_str = 1;
+    } else if (strtab_from_sections(p) != 0 && (d.has_strtab || d.has_strsz)) {
+        return fail(p, "DT_STRTAB (address 0x%llx, %llu bytes) is outside every PT_LOAD",
+                    (unsigned long long)d.strtab, (unsigned long long)d.strsz);
+    }
+    if (parse_dynamic_strings(p, &d) || parse_verneed(p, &d) || parse_verdef(p, &d))
+        return -1;
+    if ((options & RW_WANT_SYMBOLS) && parse_symbols(p, &d))
+        return -1;
+    return 0;
+}
+
+int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char *err,
+                 size_t errlen)
+{
+    parser p;
+    rw_elf_owned *owned;
+    *out = NULL;
+    if (errlen)
+        err[0] = 0;
+    owned = calloc(1, sizeof(*owned));
+    if (owned == NULL)
+        return RW_NOMEM;
+    memset(&p, 0, sizeof(p));
+    p.buf = buf;
+    p.len = buf ? len : 0;
+    p.out = owned;
+    p.err = err;
+    p.errlen = errlen;
+    if (parse(&p, options) != 0) {
+        int rc = p.nomem ? RW_NOMEM : RW_ERR;
+        if (p.nomem && errlen)
+            snprintf(err, errlen, "out of memory");
+        rw_elf_free(&owned->pub);
+        return rc;
+    }
+    *out = &owned->pub;
+    return RW_OK;
+}
+
+void rw_elf_free(rw_elf *elf)
+{
+    rw_elf_owned *owned = (rw_elf_owned *)elf;
+    block *b, *next;
+    if (owned == NULL)
+        return;
+    for (b = owned->blocks; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(owned);
+}

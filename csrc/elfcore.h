@@ -1,0 +1,74 @@
+/*
+ * elfcore: the facts a wheel repair tool needs from an ELF file, read from a
+ * memory buffer.  Every offset, count and string is bounds-checked against the
+ * buffer; malformed input yields RW_ERR and a message, never a fault.
+ *
+ * The region between the CDEF markers is read verbatim by the cffi build
+ * script (repairwheel/_build_elfcore.py), so the C and Python sides cannot drift.
+ * It must stay plain declarations (no preprocessor lines).
+ */
+#ifndef REPAIRWHEEL_ELFCORE_H
+#define REPAIRWHEEL_ELFCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* BEGIN CDEF */
+#define RW_OK 0
+#define RW_ERR 1
+#define RW_NOMEM 2
+
+#define RW_WANT_SYMBOLS 1
+
+/* One GNU version need: vn_file needs version `name` (vna_flags, e.g. VER_FLG_WEAK=2). */
+typedef struct {
+    const char *file;
+    const char *name;
+    uint16_t flags;
+} rw_verneed;
+
+/*
+ * Everything the parser extracted.  String pointers point either into the
+ * caller's buffer (validated to be NUL-terminated inside their table) or into
+ * memory owned by this struct; they live until rw_elf_free() and as long as
+ * the caller's buffer.
+ */
+typedef struct {
+    int elf_class;            /* 32 or 64 */
+    int big_endian;           /* 0 little, 1 big */
+    int elf_type;             /* e_type */
+    int machine;              /* e_machine */
+    int osabi;                /* e_ident[EI_OSABI] */
+    uint32_t flags;           /* e_flags */
+    int has_dynamic;          /* a PT_DYNAMIC segment was found */
+    const char *interpreter;  /* PT_INTERP, or NULL */
+    const char *soname;       /* DT_SONAME, or NULL */
+    const char *rpath;        /* DT_RPATH entries joined with ':', or NULL */
+    const char *runpath;      /* DT_RUNPATH entries joined with ':', or NULL */
+    size_t n_needed;
+    const char **needed;      /* DT_NEEDED in file order */
+    size_t n_verneed;
+    rw_verneed *verneed;      /* in file order */
+    size_t n_verdef;
+    const char **verdef;      /* first name of each version definition, in file order */
+    uint16_t *verdef_flags;   /* vd_flags of each (VER_FLG_BASE=1) */
+    int has_isa_needed;       /* an x86 ISA_1_NEEDED property was found */
+    uint32_t isa_needed;      /* its bitmask: 1 baseline, 2 v2, 4 v3, 8 v4 */
+    /* Dynamic symbols, only with RW_WANT_SYMBOLS. */
+    size_t n_symbols;
+    const char *sym_strings;  /* per symbol: name NUL version NUL (version may be empty) */
+    size_t sym_strings_len;
+    const uint8_t *sym_info;  /* per symbol 4 bytes: binding, type, defined(0/1), version hidden(0/1) */
+} rw_elf;
+
+/*
+ * Parse `len` bytes at `buf`.  On RW_OK, *out holds a new rw_elf to release
+ * with rw_elf_free().  Otherwise *out is NULL and `err` (of `errlen` bytes)
+ * holds a NUL-terminated message.
+ */
+int rw_elf_parse(const uint8_t *buf, size_t len, int options,
+                 rw_elf **out, char *err, size_t errlen);
+void rw_elf_free(rw_elf *elf);
+/* END CDEF */
+
+#endif

@@ -1,0 +1,36 @@
+"""cffi build script for the private ``repairwheel._elfcore`` module (API mode).
+
+The declarations are read from the marked region of ``csrc/elfcore.h`` so that
+the header is their only copy.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+from cffi import FFI
+
+CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+
+
+def _cdef() -> str:
+    header = (CSRC / "elfcore.h").read_text()
+    match = re.search(r"/\* BEGIN CDEF \*/(.*)/\* END CDEF \*/", header, re.S)
+    if match is None:
+        raise RuntimeError("csrc/elfcore.h lacks its BEGIN/END CDEF markers")
+    return match.group(1)
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "repairwheel._elfcore",
+    '#include "elfcore.h"',
+    sources=[str(CSRC / "elfcore.c")],
+    include_dirs=[str(CSRC)],
+    extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

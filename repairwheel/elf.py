@@ -1,0 +1,268 @@
+"""Typed view of the facts the C core (``repairwheel._elfcore``) reads from an ELF file."""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional, Union
+
+from ._elfcore import ffi, lib
+from .errors import ElfError
+
+ElfSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+
+ELF_MAGIC = b"\x7fELF"
+VER_FLG_WEAK = 0x2
+_ERRLEN = 256
+
+
+class Machine(enum.IntEnum):
+    """The e_machine values manylinux and musllinux know about."""
+
+    I386 = 3
+    MIPS = 8
+    PPC = 20
+    PPC64 = 21
+    S390 = 22
+    ARM = 40
+    SPARCV9 = 43
+    X86_64 = 62
+    AARCH64 = 183
+    RISCV = 243
+    LOONGARCH = 258
+
+
+class ElfType(enum.IntEnum):
+    NONE = 0
+    REL = 1
+    EXEC = 2
+    DYN = 3
+    CORE = 4
+
+
+class Binding(enum.IntEnum):
+    LOCAL = 0
+    GLOBAL = 1
+    WEAK = 2
+    GNU_UNIQUE = 10
+
+
+class SymbolType(enum.IntEnum):
+    NOTYPE = 0
+    OBJECT = 1
+    FUNC = 2
+    SECTION = 3
+    FILE = 4
+    COMMON = 5
+    TLS = 6
+    GNU_IFUNC = 10
+
+
+# (machine, class, byte order) -> manylinux architecture name
+_ARCHES: dict[tuple[int, int, str], str] = {
+    (Machine.I386, 32, "little"): "i686",
+    (Machine.X86_64, 64, "little"): "x86_64",
+    (Machine.AARCH64, 64, "little"): "aarch64",
+    (Machine.PPC64, 64, "little"): "ppc64le",
+    (Machine.PPC64, 64, "big"): "ppc64",
+    (Machine.S390, 64, "big"): "s390x",
+    (Machine.ARM, 32, "little"): "armv7l",
+    (Machine.RISCV, 64, "little"): "riscv64",
+    (Machine.LOONGARCH, 64, "little"): "loongarch64",
+}
+_EF_ARM_EABIMASK = 0xFF000000
+_EF_ARM_EABI_VER5 = 0x05000000
+_EF_ARM_ABI_FLOAT_HARD = 0x00000400
+
+
+class Symbol(NamedTuple):
+    """One dynamic symbol; ``version`` is None for unversioned symbols.
+
+    A NamedTuple rather than a dataclass: large libraries have 10^5 symbols.
+    """
+
+    name: str
+    version: Optional[str]  # noqa: UP007 (NamedTuple fields are evaluated at runtime on 3.9)
+    defined: bool
+    binding: int
+    type: int
+    hidden: bool
+
+
+@dataclass(frozen=True)
+class VersionNeed:
+    """One GNU version requirement: ``library`` must provide ``name``."""
+
+    library: str
+    name: str
+    flags: int
+
+    @property
+    def weak(self) -> bool:
+        return bool(self.flags & VER_FLG_WEAK)
+
+
+@dataclass(frozen=True)
+class ElfFile:
+    """What repairwheel knows of one ELF file.  Symbols are read on demand."""
+
+    elf_class: int
+    byte_order: str
+    machine: int
+    elf_type: int
+    osabi: int
+    flags: int
+    interpreter: str | None
+    soname: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    version_need_entries: tuple[VersionNeed, ...]
+    version_defs: tuple[str, ...]
+    isa_needed: int | None
+    _source: ElfSource | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def arch(self) -> str | None:
+        """The manylinux architecture name, or None if no policy covers this machine."""
+        arch = _ARCHES.get((self.machine, self.elf_class, self.byte_order))
+        if arch == "armv7l" and (
+            self.flags & _EF_ARM_EABIMASK != _EF_ARM_EABI_VER5
+            or not self.flags & _EF_ARM_ABI_FLOAT_HARD
+        ):
+            return None
+        return arch
+
+    @property
+    def version_needs(self) -> dict[str, tuple[str, ...]]:
+        """Library -> the version names needed from it, in file order."""
+        needs: dict[str, tuple[str, ...]] = {}
+        for need in self.version_need_entries:
+            needs[need.library] = needs.get(need.library, ()) + (need.name,)
+        return needs
+
+    @property
+    def isa_level(self) -> int | None:
+        """x86-64 micro-architecture level needed (1 baseline .. 4 for v4), None if unmarked."""
+        if self.isa_needed is None:
+            return None
+        for level, bit in ((4, 8), (3, 4), (2, 2), (1, 1)):
+            if self.isa_needed & bit:
+                return level
+        return None
+
+    def symbols(self) -> tuple[Symbol, ...]:
+        """The dynamic symbols, in table order (index 0, the null symbol, included)."""
+        if self._source is None:
+            raise ElfError("symbols are not available: the ELF file's source was not kept")
+        with _buffer(self._source) as (buf, label):
+            return _parse(buf, label, lib.RW_WANT_SYMBOLS, None)[1]
+
+
+def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
+    """Read the dynamic-linking facts of an ELF file from bytes or a path.
+
+    ``name`` labels error messages (defaults to the path, or "<buffer>").
+    Raises ElfError if the file is not a well-formed ELF file.
+    """
+    with _buffer(source) as (buf, label):
+        elf, _ = _parse(buf, name or label, 0, source)
+    return elf
+
+
+def is_elf(data: bytes) -> bool:
+    """True if ``data`` starts with the ELF magic."""
+    return data[:4] == ELF_MAGIC
+
+
+@contextmanager
+def _buffer(source: ElfSource) -> Iterator[tuple[bytes | memoryview | mmap.mmap, str]]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield source, "<buffer>"
+        return
+    path = os.fspath(source)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                yield b"", path
+                return
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                yield mapped, path
+    except OSError as exc:
+        raise ElfError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _string(ptr: object) -> str | None:
+    if ptr == ffi.NULL:
+        return None
+    return ffi.string(ptr).decode("utf-8", "surrogateescape")
+
+
+def _split_path(ptr: object) -> tuple[str, ...]:
+    text = _string(ptr)
+    return tuple(text.split(":")) if text is not None else ()
+
+
+def _parse(
+    buf: bytes | memoryview | mmap.mmap, label: str, options: int, keep: ElfSource | None
+) -> tuple[ElfFile, tuple[Symbol, ...]]:
+    out = ffi.new("rw_elf **")
+    err = ffi.new("char[]", _ERRLEN)
+    cbuf = ffi.from_buffer(buf)
+    rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
+    if rc == lib.RW_NOMEM:
+        raise MemoryError(f"{label}: out of memory while parsing ELF")
+    if rc != lib.RW_OK:
+        raise ElfError(f"{label}: {ffi.string(err).decode('utf-8', 'replace')}")
+    raw = out[0]
+    try:
+        elf = ElfFile(
+            elf_class=raw.elf_class,
+            byte_order="big" if raw.big_endian else "little",
+            machine=raw.machine,
+            elf_type=raw.elf_type,
+            osabi=raw.osabi,
+            flags=raw.flags,
+            interpreter=_string(raw.interpreter),
+            soname=_string(raw.soname),
+            needed=tuple(_string(raw.needed[i]) for i in range(raw.n_needed)),  # type: ignore[misc]
+            rpath=_split_path(raw.rpath),
+            runpath=_split_path(raw.runpath),
+            version_need_entries=tuple(
+                VersionNeed(
+                    _string(raw.verneed[i].file),  # type: ignore[arg-type]
+                    _string(raw.verneed[i].name),  # type: ignore[arg-type]
+                    raw.verneed[i].flags,
+                )
+                for i in range(raw.n_verneed)
+            ),
+            version_defs=tuple(_string(raw.verdef[i]) for i in range(raw.n_verdef)),  # type: ignore[misc]
+            isa_needed=raw.isa_needed if raw.has_isa_needed else None,
+            _source=keep,
+        )
+        symbols = _symbols(raw) if options & lib.RW_WANT_SYMBOLS else ()
+    finally:
+        lib.rw_elf_free(raw)
+    return elf, symbols
+
+
+def _symbols(raw: object) -> tuple[Symbol, ...]:
+    count = raw.n_symbols  # type: ignore[attr-defined]
+    strings = ffi.buffer(raw.sym_strings, raw.sym_strings_len)[:].split(b"\0")  # type: ignore[attr-defined]
+    info = ffi.buffer(raw.sym_info, 4 * count)[:]  # type: ignore[attr-defined]
+    return tuple(
+        Symbol(
+            name=strings[2 * i].decode("utf-8", "surrogateescape"),
+            version=strings[2 * i + 1].decode("utf-8", "surrogateescape") or None,
+            defined=bool(info[4 * i + 2]),
+            binding=info[4 * i],
+            type=info[4 * i + 1],
+            hidden=bool(info[4 * i + 3]),
+        )
+        for i in range(count)
+    )

@@ -1,0 +1,41 @@
+"""One exception hierarchy: every failure a user can cause is a RepairwheelError.
+
+The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``;
+anything else escaping is a bug and gets a traceback.
+"""
+
+from __future__ import annotations
+
+
+class RepairwheelError(Exception):
+    """Base of every error repairwheel reports to its user."""
+
+    exit_code = 1
+
+
+class ElfError(RepairwheelError):
+    """An ELF file is malformed or unreadable."""
+
+
+class WheelError(RepairwheelError):
+    """A wheel archive is malformed, unsafe, or not a wheel."""
+
+    exit_code = 2
+
+
+class PolicyError(RepairwheelError):
+    """A platform policy or tag is unknown or cannot be met."""
+
+    exit_code = 3
+
+
+class DependencyError(RepairwheelError):
+    """A needed shared library cannot be located."""
+
+    exit_code = 4
+
+
+class PatchError(RepairwheelError):
+    """patchelf is missing, too old, failed, or produced a wrong file."""
+
+    exit_code = 5
