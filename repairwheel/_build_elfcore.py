@@ -6,6 +6,7 @@ the header is their only copy.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 
@@ -27,8 +28,9 @@ ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "repairwheel._elfcore",
     '#include "elfcore.h"',
-    sources=[str(CSRC / "elfcore.c")],
-    include_dirs=[str(CSRC)],
+    # setuptools refuses absolute source paths; the build runs from the project root.
+    sources=[os.path.relpath(CSRC / "elfcore.c")],
+    include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
 )
 

@@ -86,7 +86,7 @@ class Symbol(NamedTuple):
     """
 
     name: str
-    version: Optional[str]  # noqa: UP007 (NamedTuple fields are evaluated at runtime on 3.9)
+    version: Optional[str]  # noqa: UP045 (NamedTuple fields are evaluated at runtime on 3.9)
     defined: bool
     binding: int
     type: int

@@ -1,0 +1,7 @@
+"""``python -m repairwheel``: the same as the ``repairwheel`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
