@@ -269,6 +269,20 @@ static void ph_read(const parser *p, uint64_t i, uint64_t *type, uint64_t *offse
     *align = get_u(p, ph_field(p, i, 28, 48), w);
 }
 
+static void ph_full(const parser *p, uint64_t i, rw_segment *seg)
+{
+    int w = p->is64 ? 8 : 4;
+    uint64_t offset, vaddr, filesz, align, type;
+    ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
+    seg->type = (uint32_t)type;
+    seg->offset = offset;
+    seg->vaddr = vaddr;
+    seg->filesz = filesz;
+    seg->align = align;
+    seg->memsz = get_u(p, ph_field(p, i, 20, 40), w);
+    seg->flags = (uint32_t)get_u(p, ph_field(p, i, 24, 4), 4);
+}
+
 static int parse_interp(parser *p, uint64_t offset, uint64_t size)
 {
     char *s;
@@ -293,10 +307,13 @@ static int parse_interp(parser *p, uint64_t offset, uint64_t size)
 static int parse_segments(parser *p)
 {
     uint64_t i, type, offset, vaddr, filesz, align;
+    rw_elf *e = &p->out->pub;
     p->loads = alloc_array(p, (size_t)p->phnum, sizeof(load_seg));
-    if (p->loads == NULL)
+    e->segments = alloc_array(p, (size_t)p->phnum, sizeof(rw_segment));
+    if (p->loads == NULL || e->segments == NULL)
         return -1;
     for (i = 0; i < p->phnum; i++) {
+        ph_full(p, i, &e->segments[e->n_segments++]);
         ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
         if (type == PT_LOAD) {
             load_seg *s = &p->loads[p->n_loads++];

@@ -27,6 +27,17 @@ typedef struct {
     uint16_t flags;
 } rw_verneed;
 
+/* One program header (segment), as the file states it. */
+typedef struct {
+    uint32_t type;
+    uint32_t flags;
+    uint64_t offset;
+    uint64_t vaddr;
+    uint64_t filesz;
+    uint64_t memsz;
+    uint64_t align;
+} rw_segment;
+
 /*
  * Everything the parser extracted.  String pointers point either into the
  * caller's buffer (validated to be NUL-terminated inside their table) or into
@@ -41,6 +52,8 @@ typedef struct {
     int osabi;                /* e_ident[EI_OSABI] */
     uint32_t flags;           /* e_flags */
     int has_dynamic;          /* a PT_DYNAMIC segment was found */
+    size_t n_segments;
+    rw_segment *segments;     /* every program header, in file order */
     const char *interpreter;  /* PT_INTERP, or NULL */
     const char *soname;       /* DT_SONAME, or NULL */
     const char *rpath;        /* DT_RPATH entries joined with ':', or NULL */

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from ._elfcore import ffi, lib
 from .errors import ElfError
@@ -93,6 +93,23 @@ class Symbol(NamedTuple):
     hidden: bool
 
 
+class Segment(NamedTuple):
+    """One program header, as the file states it."""
+
+    type: int
+    flags: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    align: int
+
+
+PT_LOAD = 1
+PT_GNU_STACK = 0x6474E551
+PF_X = 0x1
+
+
 @dataclass(frozen=True)
 class VersionNeed:
     """One GNU version requirement: ``library`` must provide ``name``."""
@@ -124,6 +141,7 @@ class ElfFile:
     version_need_entries: tuple[VersionNeed, ...]
     version_defs: tuple[str, ...]
     isa_needed: int | None
+    segments: tuple[Segment, ...] = ()
     _source: ElfSource | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -155,6 +173,14 @@ class ElfFile:
                 return level
         return None
 
+    def misaligned_loads(self) -> tuple[Segment, ...]:
+        """PT_LOAD segments the loader cannot map (p_offset and p_vaddr differ mod p_align)."""
+        return tuple(
+            seg
+            for seg in self.segments
+            if seg.type == PT_LOAD and seg.align > 1 and (seg.offset - seg.vaddr) % seg.align
+        )
+
     def symbols(self) -> tuple[Symbol, ...]:
         """The dynamic symbols, in table order (index 0, the null symbol, included)."""
         if self._source is None:
@@ -172,6 +198,17 @@ def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
     with _buffer(source) as (buf, label):
         elf, _ = _parse(buf, name or label, 0, source)
     return elf
+
+
+def read_elf_and_symbols(
+    source: ElfSource, *, name: str | None = None
+) -> tuple[ElfFile, tuple[Symbol, ...]]:
+    """Read the facts and the dynamic symbols in one pass, keeping no reference to ``source``.
+
+    For callers that stream many large files (a wheel's members) and must not pin their bytes.
+    """
+    with _buffer(source) as (buf, label):
+        return _parse(buf, name or label, lib.RW_WANT_SYMBOLS, None)
 
 
 def is_elf(data: bytes) -> bool:
@@ -197,7 +234,8 @@ def _buffer(source: ElfSource) -> Iterator[tuple[bytes | memoryview | mmap.mmap,
         raise ElfError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def _string(ptr: object) -> str | None:
+def _string(ptr: Any) -> Any:
+    """The C string at ``ptr`` (None for NULL); typed Any as cffi's values are untyped."""
     if ptr == ffi.NULL:
         return None
     return ffi.string(ptr).decode("utf-8", "surrogateescape")
@@ -211,50 +249,54 @@ def _split_path(ptr: object) -> tuple[str, ...]:
 def _parse(
     buf: bytes | memoryview | mmap.mmap, label: str, options: int, keep: ElfSource | None
 ) -> tuple[ElfFile, tuple[Symbol, ...]]:
-    out = ffi.new("rw_elf **")
-    err = ffi.new("char[]", _ERRLEN)
-    cbuf = ffi.from_buffer(buf)
-    rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
-    if rc == lib.RW_NOMEM:
-        raise MemoryError(f"{label}: out of memory while parsing ELF")
-    if rc != lib.RW_OK:
-        raise ElfError(f"{label}: {ffi.string(err).decode('utf-8', 'replace')}")
-    raw = out[0]
-    try:
-        elf = ElfFile(
-            elf_class=raw.elf_class,
-            byte_order="big" if raw.big_endian else "little",
-            machine=raw.machine,
-            elf_type=raw.elf_type,
-            osabi=raw.osabi,
-            flags=raw.flags,
-            interpreter=_string(raw.interpreter),
-            soname=_string(raw.soname),
-            needed=tuple(_string(raw.needed[i]) for i in range(raw.n_needed)),  # type: ignore[misc]
-            rpath=_split_path(raw.rpath),
-            runpath=_split_path(raw.runpath),
-            version_need_entries=tuple(
-                VersionNeed(
-                    _string(raw.verneed[i].file),  # type: ignore[arg-type]
-                    _string(raw.verneed[i].name),  # type: ignore[arg-type]
-                    raw.verneed[i].flags,
-                )
-                for i in range(raw.n_verneed)
-            ),
-            version_defs=tuple(_string(raw.verdef[i]) for i in range(raw.n_verdef)),  # type: ignore[misc]
-            isa_needed=raw.isa_needed if raw.has_isa_needed else None,
-            _source=keep,
-        )
-        symbols = _symbols(raw) if options & lib.RW_WANT_SYMBOLS else ()
-    finally:
-        lib.rw_elf_free(raw)
-    return elf, symbols
+    # The result's strings point into ``buf``: convert them before releasing it (an mmap
+    # cannot close while a pointer into it is exported).
+    with ffi.from_buffer(buf) as cbuf:
+        out = ffi.new("rw_elf **")
+        err = ffi.new("char[]", _ERRLEN)
+        rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
+        if rc == lib.RW_NOMEM:
+            raise MemoryError(f"{label}: out of memory while parsing ELF")
+        if rc != lib.RW_OK:
+            raise ElfError(f"{label}: {ffi.string(err).decode('utf-8', 'replace')}")
+        raw = out[0]
+        try:
+            return _convert(raw, keep), _symbols(raw) if options & lib.RW_WANT_SYMBOLS else ()
+        finally:
+            lib.rw_elf_free(raw)
 
 
-def _symbols(raw: object) -> tuple[Symbol, ...]:
-    count = raw.n_symbols  # type: ignore[attr-defined]
-    strings = ffi.buffer(raw.sym_strings, raw.sym_strings_len)[:].split(b"\0")  # type: ignore[attr-defined]
-    info = ffi.buffer(raw.sym_info, 4 * count)[:]  # type: ignore[attr-defined]
+def _convert(raw: Any, keep: ElfSource | None) -> ElfFile:
+    return ElfFile(
+        elf_class=raw.elf_class,
+        byte_order="big" if raw.big_endian else "little",
+        machine=raw.machine,
+        elf_type=raw.elf_type,
+        osabi=raw.osabi,
+        flags=raw.flags,
+        interpreter=_string(raw.interpreter),
+        soname=_string(raw.soname),
+        needed=tuple(_string(raw.needed[i]) for i in range(raw.n_needed)),
+        rpath=_split_path(raw.rpath),
+        runpath=_split_path(raw.runpath),
+        version_need_entries=tuple(
+            VersionNeed(_string(v.file), _string(v.name), v.flags)
+            for v in (raw.verneed[i] for i in range(raw.n_verneed))
+        ),
+        version_defs=tuple(_string(raw.verdef[i]) for i in range(raw.n_verdef)),
+        isa_needed=raw.isa_needed if raw.has_isa_needed else None,
+        segments=tuple(
+            Segment(s.type, s.flags, s.offset, s.vaddr, s.filesz, s.memsz, s.align)
+            for s in (raw.segments[i] for i in range(raw.n_segments))
+        ),
+        _source=keep,
+    )
+
+
+def _symbols(raw: Any) -> tuple[Symbol, ...]:
+    count = raw.n_symbols
+    strings = ffi.buffer(raw.sym_strings, raw.sym_strings_len)[:].split(b"\0")
+    info = ffi.buffer(raw.sym_info, 4 * count)[:]
     return tuple(
         Symbol(
             name=strings[2 * i].decode("utf-8", "surrogateescape"),

