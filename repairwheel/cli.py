@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import Callable
 
 from . import __version__
-from .errors import RepairwheelError
+from .errors import RepairwheelError, UsageError
 
 log = logging.getLogger("repairwheel")
 
@@ -68,12 +69,219 @@ def _add_lddtree(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="an ELF executable or shared library")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_ldpaths(p)
+    p.set_defaults(func=_cmd_lddtree)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .audit import analyze_wheel
+    from .errors import NotPlatformWheelError
+    from .show import format_report
+
+    name = os.path.basename(args.wheel)
+    try:
+        report = analyze_wheel(
+            args.wheel, ldpaths=args.ldpaths, disable_isa_ext_check=args.disable_isa_ext_check
+        )
+    except NotPlatformWheelError as exc:
+        pure = _is_pure_name(name)
+        if pure and args.allow_pure_python_wheel:
+            if args.json:
+                _print_json({"version": 1, "wheel": name, "pure": True})
+            else:
+                print(f"{name} is a pure Python wheel: nothing to audit.")
+            return 0
+        if args.json:
+            _print_json({"version": 1, "wheel": name, "error": str(exc)})
+        raise
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _is_pure_name(filename: str) -> bool:
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return all(tag.platform == "any" for tag in tags)
+
+
+def _add_ldpaths(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ldpaths",
         help="colon-separated directories that replace the system search list "
         "(REPAIRWHEEL_LD_LIBRARY_PATH / AUDITWHEEL_LD_LIBRARY_PATH still add to it)",
     )
-    p.set_defaults(func=_cmd_lddtree)
+
+
+def _add_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "show",
+        help="audit a wheel: the tag it satisfies, the tag a repair reaches, and why",
+        description="Audit a wheel without extracting it: which manylinux/musllinux tag it "
+        "satisfies as it is, which tag `fix` can reach, and what blocks every better tag.",
+    )
+    p.add_argument("wheel", help="the wheel file")
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema v1)")
+    _add_ldpaths(p)
+    p.add_argument(
+        "--disable-isa-ext-check",
+        action="store_true",
+        help="do not lower the tag for x86-64-v2/v3/v4 instruction-set requirements",
+    )
+    p.add_argument(
+        "--allow-pure-python-wheel",
+        action="store_true",
+        help="exit 0 for a pure Python wheel instead of reporting an error",
+    )
+    p.set_defaults(func=_cmd_show)
+
+
+def _env(*names: str) -> tuple[str, str] | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return name, value
+    return None
+
+
+def _compression_level(args: argparse.Namespace) -> int:
+    if args.zip_compression_level is not None:
+        return args.zip_compression_level
+    found = _env("REPAIRWHEEL_ZIP_COMPRESSION_LEVEL", "AUDITWHEEL_ZIP_COMPRESSION_LEVEL")
+    if found is None:
+        return -1
+    name, value = found
+    if value.strip() not in [str(n) for n in range(-1, 10)]:
+        raise UsageError(f"{name}={value!r}: expected a zlib level from 0 to 9 (or -1)")
+    return int(value)
+
+
+def _plat(args: argparse.Namespace) -> str | None:
+    if args.plat is not None:
+        return args.plat
+    found = _env("REPAIRWHEEL_PLAT", "AUDITWHEEL_PLAT")
+    return found[1] if found else None
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from .repair import repair_wheel
+
+    level = _compression_level(args)
+    plat = _plat(args)
+    results = []
+    for wheel in args.wheels:
+        if not os.path.isfile(wheel):
+            raise UsageError(f"{wheel}: no such file")
+        result = repair_wheel(
+            wheel,
+            args.wheel_dir,
+            plat=plat,
+            only_plat=args.only_plat,
+            exclude=args.exclude,
+            strip_symbols=args.strip,
+            lib_sdir=args.lib_sdir,
+            update_tags=args.update_tags,
+            compression_level=level,
+            ldpaths=args.ldpaths,
+            disable_isa_ext_check=args.disable_isa_ext_check,
+            allow_pure_python_wheel=args.allow_pure_python_wheel,
+        )
+        results.append(result)
+        if not args.json:
+            _print_result(result)
+    if args.json:
+        _print_json([r.to_json() for r in results])
+    return 0
+
+
+def _print_result(result: object) -> None:
+    from .repair import RepairResult
+
+    assert isinstance(result, RepairResult)
+    for graft in result.grafted:
+        print(f"grafted {graft.soname} ({graft.source}) as {graft.member}")
+    for patched in result.patched:
+        growth = patched.size_after - patched.size_before
+        print(f"patched {patched.display_name} ({growth:+d} bytes)")
+    for group in result.duplicates:
+        print(f"note: these ELF files look like copies of one library: {', '.join(group)}")
+    print(f"Fixed-up wheel written to {result.output}")
+
+
+def _add_fix(sub: argparse._SubParsersAction) -> None:
+    for name in ("fix", "repair"):
+        p = sub.add_parser(
+            name,
+            help="graft external libraries into a wheel and re-tag it"
+            + (" (auditwheel's spelling of fix)" if name == "repair" else ""),
+            description="Copy the external shared libraries a wheel needs into "
+            "<package>.libs/, patch the ELF files to load them, re-tag the wheel and write it "
+            "to the output folder. The input wheel is never modified.",
+        )
+        p.add_argument("wheels", nargs="+", metavar="WHEEL", help="wheel file(s) to repair")
+        p.add_argument(
+            "-w", "--wheel-dir", default="wheelhouse", help="output folder (default: wheelhouse)"
+        )
+        p.add_argument(
+            "--plat",
+            help="target platform tag, e.g. manylinux_2_28_x86_64 or manylinux2014 "
+            "(default: the best reachable; env REPAIRWHEEL_PLAT / AUDITWHEEL_PLAT)",
+        )
+        p.add_argument(
+            "--only-plat",
+            action="store_true",
+            help="do not also add a better tag the wheel qualifies for",
+        )
+        p.add_argument(
+            "--exclude",
+            action="append",
+            default=[],
+            metavar="SONAME-GLOB",
+            help="leave libraries matching this glob (soname or path) out; repeatable",
+        )
+        p.add_argument(
+            "--strip", action="store_true", help="strip symbols from every ELF file written"
+        )
+        p.add_argument(
+            "-L",
+            "--lib-sdir",
+            default=".libs",
+            help="suffix of the grafted-libraries folder (default: .libs -> <name>.libs/)",
+        )
+        p.add_argument(
+            "--no-update-tags",
+            dest="update_tags",
+            action="store_false",
+            help="keep the file name and WHEEL tags as they are",
+        )
+        p.add_argument(
+            "-z",
+            "--zip-compression-level",
+            type=int,
+            choices=range(-1, 10),
+            metavar="LEVEL",
+            help="zlib level 0-9 for changed members (default -1 = 6; env "
+            "REPAIRWHEEL_ZIP_COMPRESSION_LEVEL / AUDITWHEEL_ZIP_COMPRESSION_LEVEL)",
+        )
+        _add_ldpaths(p)
+        p.add_argument(
+            "--disable-isa-ext-check",
+            action="store_true",
+            help="do not lower the tag for x86-64-v2/v3/v4 instruction-set requirements",
+        )
+        p.add_argument(
+            "--allow-pure-python-wheel",
+            action="store_true",
+            help="copy a pure Python wheel to the output folder instead of failing",
+        )
+        p.add_argument("--json", action="store_true", help="machine-readable summary")
+        p.set_defaults(func=_cmd_fix)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_fix,
+    _add_show,
     _add_lddtree,
     _add_check_system,
 ]
@@ -118,3 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("repairwheel: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -143,6 +143,7 @@ class ElfFile:
     isa_needed: int | None
     segments: tuple[Segment, ...] = ()
     _source: ElfSource | None = field(default=None, repr=False, compare=False)
+    _label: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def arch(self) -> str | None:
@@ -186,7 +187,7 @@ class ElfFile:
         if self._source is None:
             raise ElfError("symbols are not available: the ELF file's source was not kept")
         with _buffer(self._source) as (buf, label):
-            return _parse(buf, label, lib.RW_WANT_SYMBOLS, None)[1]
+            return _parse(buf, self._label or label, lib.RW_WANT_SYMBOLS, None)[1]
 
 
 def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
@@ -261,12 +262,13 @@ def _parse(
             raise ElfError(f"{label}: {ffi.string(err).decode('utf-8', 'replace')}")
         raw = out[0]
         try:
-            return _convert(raw, keep), _symbols(raw) if options & lib.RW_WANT_SYMBOLS else ()
+            elf = _convert(raw, keep, label if keep is not None else None)
+            return elf, _symbols(raw) if options & lib.RW_WANT_SYMBOLS else ()
         finally:
             lib.rw_elf_free(raw)
 
 
-def _convert(raw: Any, keep: ElfSource | None) -> ElfFile:
+def _convert(raw: Any, keep: ElfSource | None, label: str | None) -> ElfFile:
     return ElfFile(
         elf_class=raw.elf_class,
         byte_order="big" if raw.big_endian else "little",
@@ -290,6 +292,7 @@ def _convert(raw: Any, keep: ElfSource | None) -> ElfFile:
             for s in (raw.segments[i] for i in range(raw.n_segments))
         ),
         _source=keep,
+        _label=label,
     )
 
 

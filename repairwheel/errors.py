@@ -43,3 +43,9 @@ class PatchError(RepairwheelError):
 
 class NotPlatformWheelError(RepairwheelError):
     """The wheel holds no ELF file of an architecture any policy covers (or none at all)."""
+
+
+class UsageError(RepairwheelError):
+    """A bad command-line argument or environment variable value."""
+
+    exit_code = 2

@@ -1,0 +1,234 @@
+"""Repair a wheel: audit, plan, patch the few files that change, and write the new wheel.
+
+Only the ELF files that change and the grafted libraries touch the disk (in a private temp
+dir); every other member is copied into the output as its compressed bytes. The output is
+written under a temporary name and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .audit import WheelReport, analyze_wheel
+from .errors import NotPlatformWheelError, WheelError
+from .patch import PatchOps, PatchReport, apply_patches, find_patchelf, strip
+from .plan import Graft, RepairPlan, choose_policies, make_plan
+from .wheelfile import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
+
+log = logging.getLogger(__name__)
+
+_SHIM = '''#!python
+"""Launcher: repairwheel moved the real program to {dest} when it grafted its libraries."""
+import os
+import sys
+import sysconfig
+
+if __name__ == "__main__":
+    os.execv(os.path.join(sysconfig.get_path("platlib"), {dest!r}), sys.argv)
+'''
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What ``fix`` did to one wheel."""
+
+    input: str
+    output: str
+    platform_tags: tuple[str, ...]
+    grafted: tuple[Graft, ...] = ()
+    patched: tuple[PatchReport, ...] = ()
+    duplicates: tuple[tuple[str, ...], ...] = ()  # groups of wheel ELF files that look alike
+    pure: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "pure": self.pure,
+            "platform_tags": list(self.platform_tags),
+            "grafted": [
+                {"soname": g.soname, "source": g.source, "member": g.member, "sha256": g.sha256}
+                for g in self.grafted
+            ],
+            "patched": [
+                {"file": p.display_name, "size_before": p.size_before, "size_after": p.size_after}
+                for p in self.patched
+            ],
+            "duplicates": [list(group) for group in self.duplicates],
+        }
+
+
+def repair_wheel(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] = "wheelhouse",
+    *,
+    plat: str | None = None,
+    only_plat: bool = False,
+    exclude: Sequence[str] = (),
+    strip_symbols: bool = False,
+    lib_sdir: str = ".libs",
+    update_tags: bool = True,
+    compression_level: int = -1,
+    ldpaths: str | None = None,
+    disable_isa_ext_check: bool = False,
+    allow_pure_python_wheel: bool = False,
+) -> RepairResult:
+    """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
+    path, out = Path(path), Path(out_dir)
+    _make_out_dir(out)
+    try:
+        report = analyze_wheel(
+            path, ldpaths=ldpaths, exclude=exclude, disable_isa_ext_check=disable_isa_ext_check
+        )
+    except NotPlatformWheelError:
+        if not (allow_pure_python_wheel and WheelFilename.parse(path.name).is_pure):
+            raise
+        return _copy_pure(path, out)
+    policies = choose_policies(report, plat, only_plat=only_plat)
+    plan = make_plan(report, policies, lib_sdir=lib_sdir)
+    if not plan.grafts and not plan.patches:
+        log.info("%s: nothing to graft", report.wheel)
+    with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp, WheelArchive(path) as archive:
+        changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
+        filename, wheel_text = _retag(archive, plan, update_tags)
+        target = out / str(filename)
+        try:
+            _write(archive, target, plan, changed, wheel_text, compression_level)
+        except OSError as exc:
+            raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    return RepairResult(
+        input=str(path),
+        output=str(target),
+        platform_tags=filename.platform_tags,
+        grafted=plan.grafts,
+        patched=tuple(patched),
+        duplicates=_duplicates(archive, report),
+    )
+
+
+def _make_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WheelError(f"{out}: cannot create the output folder: {exc.strerror}") from None
+
+
+def _copy_pure(path: Path, out: Path) -> RepairResult:
+    target = out / path.name
+    result = RepairResult(
+        str(path), str(target), WheelFilename.parse(path.name).platform_tags, pure=True
+    )
+    if target.exists() and target.samefile(path):
+        return result
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WheelError(f"{target}: cannot write: {exc.strerror}") from None
+    return result
+
+
+def _patch(
+    archive: WheelArchive,
+    report: WheelReport,
+    plan: RepairPlan,
+    tmp: Path,
+    strip_symbols: bool,
+) -> tuple[dict[str, Path], list[PatchReport]]:
+    """Stage, strip and patch every file that changes; returns member name -> staged file."""
+    staged: dict[str, Path] = {}
+    jobs: list[tuple[Path, PatchOps]] = []
+    names: dict[Path, str] = {}
+
+    def stage_member(name: str) -> Path:
+        file = tmp / f"m{len(staged)}"
+        file.write_bytes(archive.read(name))
+        staged[name] = file
+        names[file] = name
+        return file
+
+    for patch in plan.patches:
+        jobs.append((stage_member(patch.member), patch.ops))
+    for graft in plan.grafts:
+        file = tmp / f"g{len(staged)}"
+        shutil.copyfile(graft.source, file)
+        file.chmod(file.stat().st_mode | stat.S_IWUSR)
+        staged[graft.member] = file
+        names[file] = f"{graft.member} (from {graft.source})"
+        jobs.append((file, graft.ops))
+    if strip_symbols:
+        for member in report.members:
+            if member.path not in staged:
+                strip(stage_member(member.path), display_name=member.path)
+    reports = apply_patches(find_patchelf(), jobs, strip_first=strip_symbols, display_names=names)
+    for r in reports:
+        log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
+    return staged, reports
+
+
+def _retag(
+    archive: WheelArchive, plan: RepairPlan, update_tags: bool
+) -> tuple[WheelFilename, bytes | None]:
+    """The output file name and, when it changes, the new WHEEL text."""
+    filename = archive.filename
+    if not update_tags:
+        return filename, None
+    tags = [t for t in filename.platform_tags if t not in plan.removed_tags and t != "any"]
+    tags += plan.platform_tags
+    wheel_path = f"{archive.dist_info}/WHEEL"
+    old = archive.read(wheel_path)
+    new_name, text = replace_platform_tags(filename, old, tags)
+    return new_name, (text if text != old else None)
+
+
+def _write(
+    archive: WheelArchive,
+    target: Path,
+    plan: RepairPlan,
+    changed: dict[str, Path],
+    wheel_text: bytes | None,
+    level: int,
+) -> None:
+    moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
+    wheel_path = f"{archive.dist_info}/WHEEL"
+    with WheelWriter(target, archive.dist_info) as writer:
+        for member in archive.members:
+            name = member.name
+            if name in changed:
+                data = changed[name].read_bytes()
+                keep = {"mode": member.mode or 0o755, "date_time": member.date_time, "level": level}
+                if name in moved:
+                    writer.add(moved[name], data, **keep)
+                    writer.add(name, _SHIM.format(dest=moved[name]).encode(), **keep)
+                else:
+                    writer.add(name, data, **keep)
+            elif name == wheel_path and wheel_text is not None:
+                writer.add(
+                    name, wheel_text, mode=member.mode or 0o644, date_time=member.date_time, level=level
+                )
+            else:
+                writer.copy(archive, name)
+        for graft in plan.grafts:
+            writer.add(graft.member, changed[graft.member].read_bytes(), mode=0o755, level=level)
+
+
+def _duplicates(archive: WheelArchive, report: WheelReport) -> tuple[tuple[str, ...], ...]:
+    """ELF files of the wheel that are probably the same library twice: same SONAME, or the same
+    size and CRC-32 (free from the zip directory; no hashing)."""
+    groups: dict[object, list[str]] = {}
+    for m in report.members:
+        info = archive.member(m.path)
+        groups.setdefault(("content", info.file_size, info.crc), []).append(m.path)
+        if m.elf.soname:
+            groups.setdefault(("soname", m.elf.soname), []).append(m.path)
+    unique = {tuple(sorted(set(g))) for g in groups.values() if len(set(g)) > 1}
+    return tuple(sorted(unique))

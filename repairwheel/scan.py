@@ -1,0 +1,122 @@
+"""Read the ELF members of a wheel into the facts the audit needs, without extracting it.
+
+Members are found by their magic bytes from the zip's central directory, inflated one at a
+time (threads: zlib and the C core release the GIL) and reduced to an :class:`ElfMember`,
+so no member's bytes outlive its parsing.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .elf import ElfFile, Symbol, SymbolType, read_elf_and_symbols
+from .wheelfile import WheelArchive
+
+_PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
+_WEAK = 2
+# Version needs on the dynamic loader itself are never a portability constraint.
+_LOADER_NAMES = frozenset({"ld64.so.1", "ld64.so.2"})
+
+
+def is_loader(soname: str) -> bool:
+    """True for the dynamic loader's soname, which no policy lists and no repair grafts."""
+    return "ld-linux" in soname or soname in _LOADER_NAMES
+
+
+@dataclass(frozen=True)
+class ElfMember:
+    """One ELF file inside a wheel, reduced to what the audit and the repair use."""
+
+    path: str  # the member's name in the wheel
+    elf: ElfFile
+    python_abi: int | None  # 3 for PyInit_<mod>, 2 for init<mod> / _cffi_pypyinit_<mod>, else None
+    undefined: frozenset[str]  # names of undefined, non-weak dynamic symbols
+    symbols_by_version: dict[str, tuple[str, ...]]  # version -> undefined symbols bound to it
+    uses_pyfpe: bool
+    uses_ucs2: bool
+
+    @property
+    def is_extension(self) -> bool:
+        return self.python_abi is not None
+
+    def versioned_symbols(self) -> dict[str, set[str]]:
+        """Library -> versions needed from it, the loader excluded (auditwheel's view)."""
+        result: dict[str, set[str]] = {}
+        for need in self.elf.version_need_entries:
+            if not is_loader(need.library):
+                result.setdefault(need.library, set()).add(need.name)
+        return result
+
+
+def facts_from_symbols(path: str, elf: ElfFile, symbols: tuple[Symbol, ...]) -> ElfMember:
+    """Reduce a file's symbols to the few facts the policies look at."""
+    module = posixpath.basename(path).split(".", 1)[0]
+    init_names = {f"PyInit_{module}": 3, f"init{module}": 2, f"_cffi_pypyinit_{module}": 2}
+    python_abi = None
+    undefined: set[str] = set()
+    by_version: dict[str, list[str]] = {}
+    pyfpe = ucs2_candidates = False
+    for sym in symbols:
+        if sym.defined:
+            if sym.type == SymbolType.FUNC and sym.name in init_names and python_abi is None:
+                python_abi = init_names[sym.name]
+            continue
+        if not sym.name:
+            continue
+        if sym.version is not None:
+            by_version.setdefault(sym.version, []).append(sym.name)
+        if sym.type in (SymbolType.FUNC, SymbolType.NOTYPE) and sym.name in _PYFPE:
+            pyfpe = True
+        if sym.type == SymbolType.FUNC and "PyUnicodeUCS2_" in sym.name:
+            ucs2_candidates = True
+        if sym.binding != _WEAK:  # a weak reference is optional: never a blacklist hit
+            undefined.add(sym.name)
+    return ElfMember(
+        path=path,
+        elf=elf,
+        python_abi=python_abi,
+        undefined=frozenset(undefined),
+        symbols_by_version={v: tuple(sorted(set(n))) for v, n in by_version.items()},
+        uses_pyfpe=pyfpe and python_abi is not None,
+        uses_ucs2=ucs2_candidates and python_abi == 2,
+    )
+
+
+def _read_member(archive: WheelArchive, name: str) -> ElfMember:
+    data = archive.read(name)
+    label = f"{archive.path.name}: {name}"
+    elf, symbols = read_elf_and_symbols(data, name=label)
+    del data
+    return facts_from_symbols(name, elf, symbols)
+
+
+def scan_elf_members(archive: WheelArchive, *, workers: int | None = None) -> Iterator[ElfMember]:
+    """Yield every ELF member of the wheel, in archive order.
+
+    Members that are not well-formed ELF files raise ElfError naming the wheel and the member.
+    """
+    names = archive.elf_members()
+    workers = workers or min(len(names), os.cpu_count() or 1) or 1
+    if workers == 1:
+        for name in names:
+            yield _read_member(archive, name)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # Bounded look-ahead keeps at most ~2 members per worker in memory at once.
+        pending = []
+        for name in names:
+            pending.append(pool.submit(_read_member, archive, name))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def read_host_member(path: str) -> ElfMember:
+    """Facts of a library on the host (a graft candidate), labelled with its path."""
+    elf, symbols = read_elf_and_symbols(path)
+    return facts_from_symbols(path, elf, symbols)

@@ -1,0 +1,68 @@
+"""Human-readable rendering of a :class:`~repairwheel.audit.WheelReport`.
+
+The first line keeps auditwheel's wording (scripts grep for it); the rest names, for every
+better tag, what stands in the way.
+"""
+
+from __future__ import annotations
+
+from .audit import WheelReport
+from .verdict import Blocker, PolicyCheck
+
+
+def format_report(report: WheelReport) -> str:
+    v = report.verdict
+    lines = [
+        f'{report.wheel} is consistent with the following platform tag: "{report.tag}".',
+        f"libc: {report.libc}; architecture: {report.arch}; ELF files: {len(report.members)} "
+        f"(Python extensions: {sum(m.is_extension for m in report.members)})",
+    ]
+    for member, why in report.ignored:
+        lines.append(f"ignored: {member}: {why}")
+    if v.versioned_symbols:
+        lines.append("Versioned symbols needed from system libraries:")
+        lines += [f"  {lib}: {', '.join(vers)}" for lib, vers in v.versioned_symbols.items()]
+    else:
+        lines.append("The wheel needs no versioned symbols from system libraries.")
+
+    external = report.external_libs
+    if external:
+        lines.append("External shared libraries (outside the wheel and every whitelist):")
+        lines += [f"  {name} => {path or 'not found'}" for name, path in external.items()]
+    else:
+        lines.append("The wheel needs no external shared libraries.")
+
+    if report.repair_tag is None:
+        lines.append("`repairwheel fix` cannot make it a manylinux/musllinux wheel (see below).")
+    elif report.repair_tag != report.tag:
+        grafts = v.check(v.repair_tag).external_libs
+        lines.append(
+            f'`repairwheel fix` can make it "{report.repair_tag}" by grafting '
+            f"{len(grafts)} librar{'y' if len(grafts) == 1 else 'ies'}."
+        )
+    better = [c for c in v.checks if c.policy.priority > v.tag.priority]
+    if better:
+        lines.append("Why not a better tag:")
+        lines += [f"  {text}" for text in _explain(better, report.arch or "")]
+    return "\n".join(lines)
+
+
+def _explain(checks: list[PolicyCheck], arch: str) -> list[str]:
+    """One line per distinct blocker, with the range of tags it blocks (most compatible first)."""
+    blocked: dict[str, list[str]] = {}
+    repairable: dict[str, bool] = {}
+    for check in checks:
+        for blocker in check.as_is_blockers:
+            text = str(blocker)
+            blocked.setdefault(text, []).append(check.tag)
+            repairable[text] = _removed_by_repair(blocker)
+    lines = []
+    for text, tags in blocked.items():
+        span = tags[0] if len(tags) == 1 else f"{tags[0]} … {tags[-1]}"
+        fix = " [fix grafts it]" if repairable[text] else ""
+        lines.append(f"{span}: {text}{fix}")
+    return lines
+
+
+def _removed_by_repair(blocker: Blocker) -> bool:
+    return blocker.kind == "external-library" and blocker.detail is not None

@@ -1,0 +1,346 @@
+"""The policy verdict: which tag a wheel satisfies as it is, which one a repair reaches, and why
+not a better one.
+
+The decision follows auditwheel 6.8 (so verdicts agree), and records for every policy the
+concrete blockers — the file, the library, the symbol version and the symbols bound to it —
+instead of only the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from .policy import Policy
+from .scan import ElfMember, is_loader
+
+X86_ISA_NAMES = {2: "x86-64-v2", 4: "x86-64-v3", 8: "x86-64-v4"}
+_LIBPYTHON = "libpython"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """A library some wheel file loads, as the loader would find it."""
+
+    soname: str
+    path: str | None  # host path, member name when in_wheel, None when not found
+    in_wheel: bool
+    needed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemberDeps:
+    """The transitive dependencies of one wheel file, keyed by soname."""
+
+    member: ElfMember
+    libraries: Mapping[str, Dependency]
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """One reason a policy is out of reach."""
+
+    kind: str  # symbol-version | external-library | blacklisted-symbol | isa | pyfpe | ucs2
+    file: str  # the wheel member, or the host path of a library a repair would graft
+    library: str | None = None
+    detail: str | None = None  # the version, symbol, ISA level or path
+    symbols: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "symbol-version":
+            shown = ", ".join(self.symbols[:3]) + (", ..." if len(self.symbols) > 3 else "")
+            via = f" ({shown})" if shown else ""
+            return f"{self.file} needs {self.detail} from {self.library}{via}"
+        if self.kind == "external-library":
+            where = self.detail or "not found"
+            return f"{self.file} needs {self.library} ({where}), which the policy does not allow"
+        if self.kind == "blacklisted-symbol":
+            return f"{self.file} uses {', '.join(self.symbols)} from {self.library}, blacklisted"
+        if self.kind == "isa":
+            return f"{self.file} requires the {self.detail} instruction set"
+        if self.kind == "pyfpe":
+            return f"{self.file} uses PyFPE_jbuf (fpectl builds only)"
+        return f"{self.file} is built for a narrow-unicode (UCS2) Python"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "file": self.file,
+            "library": self.library,
+            "detail": self.detail,
+            "symbols": list(self.symbols),
+            "message": str(self),
+        }
+
+
+@dataclass(frozen=True)
+class PolicyCheck:
+    """How one policy fares: what a repair would graft, and what blocks it."""
+
+    policy: Policy
+    tag: str
+    external_libs: Mapping[str, str | None]  # soname -> host path (None: not found)
+    blockers: tuple[Blocker, ...]  # those a repair cannot remove
+    as_is_blockers: tuple[Blocker, ...]  # also the external libraries themselves
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "tag": self.tag,
+            "priority": self.policy.priority,
+            "external_libs": dict(sorted(self.external_libs.items())),
+            "blockers": [b.to_json() for b in self.as_is_blockers],
+            "repairable": not self.blockers,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome over all policies of one libc and architecture, most compatible first."""
+
+    checks: tuple[PolicyCheck, ...]
+    linux: Policy
+    tag: Policy  # satisfied as it is
+    repair_tag: Policy  # reachable by a repair (linux: none)
+    sym_tag: Policy  # bounded by symbol versions only
+    versioned_symbols: Mapping[str, tuple[str, ...]]
+    unsupported_isa: bool
+    pyfpe: bool
+    ucs2: bool
+
+    def check(self, policy: Policy) -> PolicyCheck:
+        return next(c for c in self.checks if c.policy == policy)
+
+
+def external_closure(deps: MemberDeps, whitelist: frozenset[str]) -> dict[str, Dependency]:
+    """Libraries outside the wheel and the whitelist that ``deps.member`` loads, transitively.
+
+    Whitelisted libraries are not walked into; libraries inside the wheel are walked through.
+    """
+    found: dict[str, Dependency] = {}
+    seen: set[str] = set()
+    todo = [n for n in deps.member.elf.needed]
+    while todo:
+        soname = todo.pop()
+        if soname in seen or is_loader(soname) or soname in whitelist:
+            continue
+        seen.add(soname)
+        dep = deps.libraries.get(soname)
+        if dep is None:  # excluded by the user
+            continue
+        if not dep.in_wheel:
+            found[soname] = dep
+        todo.extend(dep.needed)
+    return found
+
+
+def _split_version(version: str) -> str:
+    return version.partition("_")[0]
+
+
+def _symbol_blockers(
+    policy: Policy,
+    arch: str,
+    sources: Iterable[tuple[str, ElfMember]],
+) -> list[Blocker]:
+    """Versions ``policy`` does not allow, with the file and library needing each."""
+    blockers: list[Blocker] = []
+    for file, member in sources:
+        for library, versions in sorted(member.versioned_symbols().items()):
+            for version in policy.disallowed_versions(arch, versions):
+                blockers.append(
+                    Blocker(
+                        "symbol-version",
+                        file,
+                        library,
+                        version,
+                        member.symbols_by_version.get(version, ()),
+                    )
+                )
+    return blockers
+
+
+def _blacklist_blockers(policy: Policy, roots: Iterable[ElfMember]) -> list[Blocker]:
+    blockers = []
+    for member in roots:
+        for library in sorted(set(policy.blacklist) & set(member.elf.needed)):
+            banned = policy.blacklist[library]
+            hits = banned & member.undefined
+            if "*" in banned:
+                hits = hits | {"*"}
+            if hits:
+                blockers.append(
+                    Blocker("blacklisted-symbol", member.path, library, symbols=tuple(sorted(hits)))
+                )
+    return blockers
+
+
+def extended_isa(member: ElfMember) -> str | None:
+    """The x86-64 level beyond the baseline a file requires, or None."""
+    if member.elf.arch != "x86_64" or member.elf.isa_needed is None:
+        return None
+    bits = member.elf.isa_needed & ~1
+    for bit in (8, 4, 2):
+        if bits & bit:
+            return X86_ISA_NAMES[bit]
+    return "an unknown x86-64 level" if bits else None
+
+
+def decide(
+    roots: Sequence[MemberDeps],
+    policies: Sequence[Policy],
+    arch: str,
+    host_facts: Mapping[str, ElfMember],
+    *,
+    all_members: Sequence[ElfMember],
+    disable_isa_ext_check: bool = False,
+) -> Verdict:
+    """Evaluate every policy (most compatible first; the last is ``linux``) for a wheel.
+
+    ``roots`` are the wheel files whose dependency trees count (extensions, and libraries no
+    other wheel file loads); ``all_members`` every ELF member (their symbol versions count);
+    ``host_facts`` the facts of each host library by path (symbol versions, ISA level).
+    """
+    ordered = sorted(policies, key=lambda p: -p.priority)
+    linux = next(p for p in ordered if p.priority == 0)
+    highest = ordered[0]
+    wheel_sources = [(m.path, m) for m in all_members]
+    pyfpe = any(m.uses_pyfpe for m in all_members)
+    ucs2 = any(m.uses_ucs2 for m in all_members)
+
+    checks: list[PolicyCheck] = []
+    sym_best: Policy = linux
+    sym_versions: dict[str, set[str]] = _versions_of(wheel_sources)
+    ext_names_any: set[str] = set()
+    for policy in ordered:
+        if policy is linux:
+            break
+        external: dict[str, Dependency] = {}
+        for deps in roots:
+            external.update(external_closure(deps, policy.whitelist))
+        ext_names_any.update(external)
+        grafted = [(d.path, host_facts[d.path]) for d in external.values() if d.path in host_facts]
+        symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted])
+        if sym_best is linux:
+            # Reported versions: those of the best policy's repair, else of the newest policy's.
+            sym_versions = _versions_of([*wheel_sources, *grafted])
+            if not symbol_blockers:
+                sym_best = policy
+        blockers = symbol_blockers + _blacklist_blockers(policy, (d.member for d in roots))
+        ext_blockers = [
+            Blocker("external-library", _first_needing(roots, name), name, dep.path)
+            for name, dep in sorted(external.items())
+        ]
+        checks.append(
+            PolicyCheck(
+                policy,
+                policy.tag(arch),
+                {name: dep.path for name, dep in external.items()},
+                tuple(blockers),
+                tuple(ext_blockers + blockers),
+            )
+        )
+
+    isa_cap, isa_blockers = _machine_cap(roots, ordered, host_facts, ext_names_any, linux)
+    if disable_isa_ext_check:
+        isa_cap, isa_blockers = highest, {}
+    for i, check in enumerate(checks):
+        extra: list[Blocker] = list(isa_blockers.get(check.policy.name, ()))
+        if pyfpe:
+            extra += [Blocker("pyfpe", m.path) for m in all_members if m.uses_pyfpe]
+        if ucs2:
+            extra += [Blocker("ucs2", m.path) for m in all_members if m.uses_ucs2]
+        if extra:
+            checks[i] = PolicyCheck(
+                check.policy,
+                check.tag,
+                check.external_libs,
+                check.blockers + tuple(extra),
+                check.as_is_blockers + tuple(extra),
+            )
+
+    # Every constraint only loosens as policies get newer, so "the best policy with no
+    # blocker" equals auditwheel's minimum over the best policy of each constraint.
+    repair_tag = _best([c.policy for c in checks if not c.blockers], linux)
+    tag = _best([c.policy for c in checks if not c.as_is_blockers], linux)
+    repair_tag = _min(repair_tag, isa_cap)
+    tag = _min(tag, isa_cap)
+    return Verdict(
+        checks=tuple(checks),
+        linux=linux,
+        tag=tag,
+        repair_tag=repair_tag,
+        sym_tag=sym_best,
+        versioned_symbols={k: tuple(sorted(v)) for k, v in sorted(sym_versions.items())},
+        unsupported_isa=isa_cap is linux,
+        pyfpe=pyfpe,
+        ucs2=ucs2,
+    )
+
+
+def _versions_of(sources: Iterable[tuple[str, ElfMember]]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for _, member in sources:
+        for library, versions in member.versioned_symbols().items():
+            result.setdefault(library, set()).update(versions)
+    return result
+
+
+def _first_needing(roots: Sequence[MemberDeps], soname: str) -> str:
+    for deps in roots:
+        if soname in deps.member.elf.needed:
+            return deps.member.path
+    for deps in roots:
+        if soname in deps.libraries:
+            return deps.member.path
+    return roots[0].member.path
+
+
+def _best(candidates: Sequence[Policy], linux: Policy) -> Policy:
+    return max(candidates, key=lambda p: p.priority, default=linux)
+
+
+def _min(a: Policy, b: Policy) -> Policy:
+    return a if a.priority <= b.priority else b
+
+
+def _machine_cap(
+    roots: Sequence[MemberDeps],
+    ordered: Sequence[Policy],
+    host_facts: Mapping[str, ElfMember],
+    external_names: set[str],
+    linux: Policy,
+) -> tuple[Policy, dict[str, list[Blocker]]]:
+    """The best policy the instruction-set levels allow, and blockers per policy name.
+
+    A wheel file beyond the baseline caps at ``linux``; a library that some policy whitelists
+    caps at the best policy whitelisting it (that policy's systems provide the same library).
+    """
+    cap = ordered[0]
+    blockers: dict[str, list[Blocker]] = {}
+    seen: set[str] = set()
+
+    def block(limit: Policy, blocker: Blocker) -> None:
+        for policy in ordered:
+            if policy.priority > limit.priority:
+                blockers.setdefault(policy.name, []).append(blocker)
+
+    for deps in roots:
+        level = extended_isa(deps.member)
+        if level and deps.member.path not in seen:
+            seen.add(deps.member.path)
+            cap = linux
+            block(linux, Blocker("isa", deps.member.path, detail=level))
+        for dep in deps.libraries.values():
+            if dep.soname not in external_names or dep.path is None or dep.path in seen:
+                continue
+            seen.add(dep.path)
+            facts = host_facts.get(dep.path)
+            level = extended_isa(facts) if facts else None
+            if not level:
+                continue
+            allowing = [p for p in ordered if dep.soname in p.whitelist]
+            limit = max(allowing, key=lambda p: p.priority, default=linux)
+            if limit.priority < cap.priority:
+                cap = limit
+            block(limit, Blocker("isa", dep.path, dep.soname, level))
+    return cap, blockers
