@@ -169,8 +169,17 @@ def _tags_facts(wheel: str) -> tuple[str | None, str | None]:
             continue
         family = plat.split("_", 1)[0]
         libcs.add(_LIBC_PREFIXES.get(family))
-        for known in ("x86_64", "i686", "aarch64", "ppc64le", "ppc64", "s390x", "armv7l",
-                      "riscv64", "loongarch64"):
+        for known in (
+            "x86_64",
+            "i686",
+            "aarch64",
+            "ppc64le",
+            "ppc64",
+            "s390x",
+            "armv7l",
+            "riscv64",
+            "loongarch64",
+        ):
             if plat.endswith("_" + known):
                 arches.add(known)
                 break

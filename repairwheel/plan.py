@@ -178,9 +178,7 @@ def _needers(report: WheelReport, policy: Policy, soname: str) -> str:
     return report.wheel
 
 
-def _graft_names(
-    external: dict[str, str | None], lib_dir: str
-) -> dict[str, tuple[str, str, str]]:
+def _graft_names(external: dict[str, str | None], lib_dir: str) -> dict[str, tuple[str, str, str]]:
     """soname -> (member path, source path, sha256): ``libfoo-<8 hex of sha256>.so.N``."""
     names = {}
     for soname, source in external.items():

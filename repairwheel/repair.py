@@ -213,7 +213,11 @@ def _write(
                     writer.add(name, data, **keep)
             elif name == wheel_path and wheel_text is not None:
                 writer.add(
-                    name, wheel_text, mode=member.mode or 0o644, date_time=member.date_time, level=level
+                    name,
+                    wheel_text,
+                    mode=member.mode or 0o644,
+                    date_time=member.date_time,
+                    level=level,
                 )
             else:
                 writer.copy(archive, name)

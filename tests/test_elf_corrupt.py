@@ -125,8 +125,7 @@ def layout_of(data: bytes) -> Layout:
     for i in range(lay.phnum):
         at = lay.phoff + i * lay.phentsize
         ptype = struct.unpack_from(lay.order + "I", data, at)[0]
-        off, filesz = _phdr_fields(lay, at)
-        lay.phdrs.append((at, ptype, off, filesz))
+        lay.phdrs.append((at, ptype, *_phdr_fields(lay, at)))
     dynamic = next((s for s in elf.iter_segments() if isinstance(s, DynamicSegment)), None)
     if dynamic is not None:
         entsize = elf.structs.Elf_Dyn.sizeof()
@@ -143,13 +142,11 @@ def layout_of(data: bytes) -> Layout:
 
 
 def _phdr_fields(lay: Layout, at: int) -> tuple[int, int]:
-    if lay.wide:
-        return struct.unpack_from(lay.order + "Q", lay.data, at + 8)[0], struct.unpack_from(
-            lay.order + "Q", lay.data, at + 32
-        )[0]
-    return struct.unpack_from(lay.order + "I", lay.data, at + 4)[0], struct.unpack_from(
-        lay.order + "I", lay.data, at + 16
-    )[0]
+    """p_offset and p_filesz of the program header at ``at``."""
+    offset_at, offset_fmt = _phdr_field(lay, at, "offset")
+    filesz_at, filesz_fmt = _phdr_field(lay, at, "filesz")
+    offset = struct.unpack_from(lay.order + offset_fmt, lay.data, offset_at)[0]
+    return offset, struct.unpack_from(lay.order + filesz_fmt, lay.data, filesz_at)[0]
 
 
 def patched(lay: Layout, *edits: tuple[int, str, int]) -> bytes:
