@@ -358,7 +358,7 @@ def _resolve_all(
                 continue
             if LIBPYTHON.match(soname):
                 # The interpreter provides it; a repair drops the DT_NEEDED instead.
-                libraries[soname] = Dependency(soname, None, False)
+                libraries[soname] = Dependency(soname, None, False, interpreter=True)
                 continue
             inside = fs.member_of(lib.path) if lib.path else None
             path = inside if inside is not None else lib.realpath

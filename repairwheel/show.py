@@ -6,6 +6,8 @@ better tag, what stands in the way.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .audit import WheelReport
 from .verdict import Blocker, PolicyCheck
 
@@ -43,26 +45,27 @@ def format_report(report: WheelReport) -> str:
     better = [c for c in v.checks if c.policy.priority > v.tag.priority]
     if better:
         lines.append("Why not a better tag:")
-        lines += [f"  {text}" for text in _explain(better, report.arch or "")]
+        lines += [f"  {text}" for text in _explain(better)]
     return "\n".join(lines)
 
 
-def _explain(checks: list[PolicyCheck], arch: str) -> list[str]:
-    """One line per distinct blocker, with the range of tags it blocks (most compatible first)."""
-    blocked: dict[str, list[str]] = {}
-    repairable: dict[str, bool] = {}
+def _explain(checks: list[PolicyCheck]) -> list[str]:
+    """One line per distinct obstacle (all files sharing it folded into one), with the range
+    of tags it blocks, most compatible first."""
+    groups: dict[tuple[object, ...], tuple[Blocker, list[str], list[str]]] = {}
     for check in checks:
         for blocker in check.as_is_blockers:
-            text = str(blocker)
-            blocked.setdefault(text, []).append(check.tag)
-            repairable[text] = _removed_by_repair(blocker)
+            key = (blocker.kind, blocker.library, blocker.detail)
+            first, files, tags = groups.setdefault(key, (blocker, [], []))
+            if blocker.file not in files:
+                files.append(blocker.file)
+            if not tags or tags[-1] != check.tag:
+                tags.append(check.tag)
     lines = []
-    for text, tags in blocked.items():
+    # The obstacles that block the most tags (those nearest the one reached) come first.
+    for first, files, tags in sorted(groups.values(), key=lambda g: -len(g[2])):
         span = tags[0] if len(tags) == 1 else f"{tags[0]} … {tags[-1]}"
-        fix = " [fix grafts it]" if repairable[text] else ""
-        lines.append(f"{span}: {text}{fix}")
+        who = files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more files)"
+        fix = " [fix grafts it]" if first.kind == "external-library" and first.detail else ""
+        lines.append(f"{span}: {replace(first, file=who)}{fix}")
     return lines
-
-
-def _removed_by_repair(blocker: Blocker) -> bool:
-    return blocker.kind == "external-library" and blocker.detail is not None

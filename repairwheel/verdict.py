@@ -8,6 +8,7 @@ instead of only the outcome.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,12 @@ class Dependency:
     path: str | None  # host path, member name when in_wheel, None when not found
     in_wheel: bool
     needed: tuple[str, ...] = ()
+    interpreter: bool = False  # libpython: the interpreter provides it; a repair drops it
+
+    @property
+    def missing(self) -> bool:
+        """Needed, outside the wheel, and nowhere to be found: a repair cannot graft it."""
+        return self.path is None and not self.in_wheel and not self.interpreter
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,8 @@ class MemberDeps:
 class Blocker:
     """One reason a policy is out of reach."""
 
-    kind: str  # symbol-version | external-library | blacklisted-symbol | isa | pyfpe | ucs2
+    kind: str  # symbol-version | external-library | missing-library | blacklisted-symbol | isa
+    # | pyfpe | ucs2
     file: str  # the wheel member, or the host path of a library a repair would graft
     library: str | None = None
     detail: str | None = None  # the version, symbol, ISA level or path
@@ -52,8 +60,13 @@ class Blocker:
             via = f" ({shown})" if shown else ""
             return f"{self.file} needs {self.detail} from {self.library}{via}"
         if self.kind == "external-library":
-            where = self.detail or "not found"
+            where = self.detail or "provided by the interpreter"
             return f"{self.file} needs {self.library} ({where}), which the policy does not allow"
+        if self.kind == "missing-library":
+            text = f"{self.file} needs {self.library}, which cannot be found"
+            if self.detail:
+                text += f" (the wheel has {self.detail}, but not on the search path)"
+            return text
         if self.kind == "blacklisted-symbol":
             return f"{self.file} uses {', '.join(self.symbols)} from {self.library}, blacklisted"
         if self.kind == "isa":
@@ -207,6 +220,8 @@ def decide(
     pyfpe = any(m.uses_pyfpe for m in all_members)
     ucs2 = any(m.uses_ucs2 for m in all_members)
 
+    in_wheel = {posixpath.basename(m.path): m.path for m in all_members}
+    in_wheel.update({m.elf.soname: m.path for m in all_members if m.elf.soname})
     checks: list[PolicyCheck] = []
     sym_best: Policy = linux
     sym_versions: dict[str, set[str]] = _versions_of(wheel_sources)
@@ -226,9 +241,15 @@ def decide(
             if not symbol_blockers:
                 sym_best = policy
         blockers = symbol_blockers + _blacklist_blockers(policy, (d.member for d in roots))
+        blockers += [
+            Blocker("missing-library", _first_needing(roots, name), name, in_wheel.get(name))
+            for name, dep in sorted(external.items())
+            if dep.missing
+        ]
         ext_blockers = [
             Blocker("external-library", _first_needing(roots, name), name, dep.path)
             for name, dep in sorted(external.items())
+            if not dep.missing
         ]
         checks.append(
             PolicyCheck(

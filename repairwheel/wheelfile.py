@@ -37,6 +37,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from .errors import RepairwheelError, WheelError
 
 StrPath = Union[str, "os.PathLike[str]"]
+Bytes = Union[bytes, bytearray]
 DateTime = tuple[int, int, int, int, int, int]
 
 MAX_MEMBER_SIZE = 8 << 30
@@ -62,6 +63,7 @@ _DOS_EPOCH_RANGE = (315532800, 4354819198)  # 1980-01-01 .. 2107-12-31, what DOS
 _DEFLATE_BLOCK = 1 << 20
 _WINDOW = 1 << 15
 _CHUNK = 1 << 20
+_OUT_CHUNK = 8 << 20
 _SHA256_HASH = re.compile(r"sha256=[A-Za-z0-9_-]{43}")
 _RECORD_HASH = re.compile(r"[A-Za-z0-9_]+=[A-Za-z0-9_-]+=*")
 _TAG = re.compile(r"[A-Za-z0-9_]+")
@@ -156,7 +158,7 @@ class RecordMismatch:
         return f"{self.path}: {self.problem}"
 
 
-def record_hash(data: bytes) -> str:
+def record_hash(data: Bytes) -> str:
     """The RECORD hash of ``data``: ``sha256=`` and the digest in urlsafe base64, unpadded."""
     return "sha256=" + _b64(hashlib.sha256(data).digest())
 
@@ -264,10 +266,20 @@ class WheelArchive:
             raise self._error(f"no member {name!r}")
         return member
 
-    def read(self, name: str) -> bytes:
-        """The member's contents, checked against its declared size and CRC."""
+    def read(self, name: str) -> bytearray:
+        """The member's contents, checked against its declared size and CRC.
+
+        A bytearray filled in place: a 480 MB member costs 480 MB, where building ``bytes``
+        would need a second, final copy.
+        """
         info = self._info(name)
-        return b"".join(self._contents(info, info.compress_size, info.file_size + 1))
+        out = bytearray(info.file_size)
+        position = 0
+        with memoryview(out) as view:
+            for piece in self._contents(info, _CHUNK, _OUT_CHUNK):
+                view[position : position + len(piece)] = piece
+                position += len(piece)
+        return out
 
     def head(self, name: str, n: int) -> bytes:
         """The first ``n`` bytes of the member, inflating only the start of its stream."""
@@ -291,7 +303,7 @@ class WheelArchive:
     def member_hash(self, name: str, algorithm: str = "sha256") -> str:
         """The member's RECORD-style hash, computed by streaming (size and CRC checked)."""
         digest = hashlib.new(algorithm)
-        for piece in self._contents(self._info(name), _CHUNK, _CHUNK):
+        for piece in self._contents(self._info(name), _CHUNK, _OUT_CHUNK):
             digest.update(piece)
         return f"{algorithm}={_b64(digest.digest())}"
 
@@ -479,7 +491,7 @@ class WheelArchive:
         """The member's bytes, checked against the declared size as they come, then the CRC.
 
         Inflation stops as soon as the output passes the declared size, so a lying header cannot
-        make a reader allocate more than it announced.
+        make a reader allocate more than it announced. Each piece is at most ``out_chunk`` bytes.
         """
         name = info.orig_filename
         pieces = self._raw_chunks(info, raw_chunk)
@@ -613,7 +625,7 @@ class WheelWriter:
     def add(
         self,
         name: str,
-        data: bytes,
+        data: Bytes,
         *,
         mode: int = 0o644,
         date_time: DateTime | None = None,
@@ -628,7 +640,7 @@ class WheelWriter:
         if reason is not None:
             raise WheelError(f"{self.path.name}: cannot add {name!r}: {reason}")
         self._claim(name)
-        pieces = [data] if level == 0 else _deflate(data, level)
+        pieces = [bytes(data)] if level == 0 else _deflate(data, level)
         entry = _Entry(
             name=name,
             method=zipfile.ZIP_STORED if level == 0 else zipfile.ZIP_DEFLATED,
@@ -764,7 +776,7 @@ class WheelWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def _deflate(data: bytes, level: int) -> list[bytes]:
+def _deflate(data: Bytes, level: int) -> list[bytes]:
     """Raw-deflate ``data`` in 1 MiB blocks compressed in parallel, the way pigz does.
 
     Each block gets the 32 KiB before it as dictionary and ends on a sync flush, so the

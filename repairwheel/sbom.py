@@ -1,0 +1,363 @@
+"""A CycloneDX SBOM of the host libraries grafted into a wheel, naming their distro packages.
+
+Grafting copies code from the build host into the wheel, where vulnerability scanners no longer
+see it. The SBOM written to ``<dist-info>/sboms/repairwheel.cdx.json`` (as auditwheel ≥ 6.5 does
+with ``auditwheel.cdx.json``) tells them what was copied and which distro package it came from.
+
+How the document models a grafted library (CycloneDX 1.5):
+
+- one ``library`` component per grafted file: ``name`` is its original SONAME, ``hashes`` the
+  SHA-256 of the host file before patching (the digest whose first 8 hex digits name the copy);
+- when the owning package is known, the component's ``purl`` and ``version`` are that package's.
+  ``purl`` is the identity the spec tells scanners to match on; the copy holds the package's code
+  unchanged (only its SONAME, DT_NEEDED and RPATH are rewritten), so it carries the package's
+  vulnerabilities. A separate package component would have to be linked back through
+  ``pedigree.ancestors``, which scanners do not read;
+- the wheel is ``metadata.component`` only (bom-refs must be unique across the whole BOM, so it is
+  not repeated in ``components``); the dependency graph says it depends on every grafted library.
+  Grafted libraries get no graph entry of their own: their mutual needs are not known here, and
+  the spec reads an empty ``dependsOn`` as "depends on nothing";
+- no ``serialNumber``: the spec wants one that differs on every generation, which would break
+  reproducible output. ``metadata.timestamp`` appears only with ``SOURCE_DATE_EPOCH``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
+
+from .errors import RepairwheelError
+
+SBOM_PATH = "sboms/repairwheel.cdx.json"
+"""Where the document goes, relative to the wheel's ``.dist-info`` directory."""
+
+SPEC_VERSION = "1.5"
+OS_RELEASE_FILES = ("/etc/os-release", "/usr/lib/os-release")
+QUERY_TIMEOUT = 60.0
+"""Seconds one package-manager query may take; a locked or huge database must not hang a repair."""
+
+# Top-level directories that a merged-/usr system turns into symlinks to /usr/<dir>; the package
+# database may record a file under either spelling.
+_MERGED_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32"})
+_DPKG_GLOB = re.compile(r"([*?\[\\])")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_RPM_FORMAT = "%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n"
+_DPKG_FORMAT = "${binary:Package}\t${Package}\t${Version}\t${Architecture}\n"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """The installed distro package that owns a host file."""
+
+    name: str
+    version: str
+    purl_type: str
+    """purl type of the package manager: ``deb``, ``rpm`` or ``apk``."""
+    distro_id: str | None = None
+    """os-release ``ID`` (``debian``, ``fedora``, ``alpine``): the purl namespace."""
+    distro_version: str | None = None
+    """os-release ``VERSION_ID``; with the ID it makes the purl ``distro`` qualifier."""
+    arch: str | None = None
+    epoch: str | None = None
+    """rpm epoch (a purl qualifier for rpm); deb versions carry theirs inside ``version``."""
+
+    @property
+    def purl(self) -> str:
+        qualifiers = {"arch": self.arch, "epoch": self.epoch}
+        if self.distro_id and self.distro_version:
+            qualifiers["distro"] = f"{self.distro_id}-{self.distro_version}"
+        namespace = f"{_purl_quote(self.distro_id.lower())}/" if self.distro_id else ""
+        return (
+            f"pkg:{self.purl_type}/{namespace}{_purl_quote(self.name)}@{_purl_quote(self.version)}"
+            + _purl_qualifiers(qualifiers)
+        )
+
+
+@dataclass(frozen=True)
+class GraftedLib:
+    """One host library copied into the wheel, as the SBOM describes it."""
+
+    soname: str
+    source: str
+    """Path of the host file that was copied."""
+    sha256: str
+    """Hex SHA-256 of the host file before patching."""
+    new_name: str
+    """File name (and new SONAME) of the copy inside the wheel."""
+    provider: Provider | None
+
+
+def find_providers(paths: Sequence[str]) -> dict[str, Provider | None]:
+    """Map each host library path to the installed package that owns it, or None.
+
+    Each available package manager (dpkg, then rpm, then apk) is asked once for all paths still
+    unresolved, so a host with a stray second tool still answers. A missing tool, a failing or
+    timed-out query, or an unowned file gives None; nothing here raises.
+    """
+    result: dict[str, Provider | None] = dict.fromkeys(paths)
+    spellings = {path: _spellings(path) for path in result}
+    release = _os_release()
+    for tool, query in _QUERIES:
+        pending = [path for path, found in result.items() if found is None]
+        executable = shutil.which(tool)
+        if not pending or executable is None:
+            continue
+        candidates = sorted({spelling for path in pending for spelling in spellings[path]})
+        owners = query(executable, candidates, release)
+        for path in pending:
+            result[path] = next((owners[s] for s in spellings[path] if s in owners), None)
+    return result
+
+
+def build_sbom(
+    wheel_name: str,
+    version: str,
+    output_filename: str,
+    grafted: Sequence[GraftedLib],
+) -> dict[str, Any]:
+    """The CycloneDX document for a repaired wheel; the same input always gives the same dict."""
+    from . import __version__
+
+    wheel_ref = (
+        f"pkg:pypi/{_purl_quote(canonicalize_name(wheel_name))}@{_purl_quote(version)}"
+        + _purl_qualifiers({"file_name": output_filename})
+    )
+    components = sorted((_component(lib) for lib in grafted), key=lambda c: c["bom-ref"])
+    refs = [component["bom-ref"] for component in components]
+    if len(set(refs)) != len(refs):
+        raise ValueError(f"grafted libraries share a new name: {sorted(refs)}")
+    metadata: dict[str, Any] = {
+        "component": {
+            "type": "library",
+            "bom-ref": wheel_ref,
+            "name": wheel_name,
+            "version": version,
+            "purl": wheel_ref,
+        },
+        "tools": {
+            "components": [{"type": "application", "name": "repairwheel", "version": __version__}]
+        },
+    }
+    timestamp = _source_date_timestamp()
+    if timestamp is not None:
+        metadata["timestamp"] = timestamp
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": SPEC_VERSION,
+        "version": 1,
+        "metadata": metadata,
+        "components": components,
+        "dependencies": [{"ref": wheel_ref, "dependsOn": refs}],
+    }
+
+
+def sbom_bytes(doc: Mapping[str, Any]) -> bytes:
+    """Compact JSON with sorted keys and a final newline: byte-identical for equal documents."""
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
+
+
+def _component(lib: GraftedLib) -> dict[str, Any]:
+    if not _SHA256.match(lib.sha256):
+        raise ValueError(f"not a hex SHA-256 for {lib.soname}: {lib.sha256!r}")
+    component: dict[str, Any] = {
+        "type": "library",
+        "bom-ref": lib.new_name,
+        "name": lib.soname,
+        "hashes": [{"alg": "SHA-256", "content": lib.sha256.lower()}],
+        "properties": [
+            {"name": "repairwheel:grafted_as", "value": lib.new_name},
+            {"name": "repairwheel:source_path", "value": lib.source},
+        ],
+    }
+    if lib.provider is not None:
+        component["version"] = lib.provider.version
+        component["purl"] = lib.provider.purl
+    return component
+
+
+def _source_date_timestamp() -> str | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(value)))
+    except (ValueError, OverflowError, OSError):
+        raise RepairwheelError(f"SOURCE_DATE_EPOCH must be an integer, not {value!r}") from None
+
+
+def _purl_quote(value: str) -> str:
+    """Percent-encode a purl segment; the purl spec forbids encoding ':'."""
+    return quote(value, safe=":")
+
+
+def _purl_qualifiers(qualifiers: Mapping[str, str | None]) -> str:
+    pairs = [f"{key}={_purl_quote(value)}" for key, value in sorted(qualifiers.items()) if value]
+    return "?" + "&".join(pairs) if pairs else ""
+
+
+def _spellings(path: str) -> list[str]:
+    """Names the package database may know this file by: the copied file first, then the path.
+
+    The resolved file is what was grafted, so its owner wins over a symlink's (a ``-dev``
+    package may own the symlink). On a merged-/usr system each also has its other spelling.
+    """
+    given = os.path.abspath(path)
+    names = []
+    for name in (os.path.realpath(given), given):
+        names.append(name)
+        names.append(_usr_merge_alias(name))
+    return [name for i, name in enumerate(names) if name and name not in names[:i]]
+
+
+def _usr_merge_alias(path: str) -> str:
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "usr" and _is_merged(parts[2]):
+        return "/" + "/".join(parts[2:])
+    if len(parts) > 2 and _is_merged(parts[1]):
+        return "/usr" + path
+    return ""
+
+
+def _is_merged(top: str) -> bool:
+    return top in _MERGED_DIRS and os.path.realpath("/" + top) == "/usr/" + top
+
+
+def _os_release() -> dict[str, str]:
+    for name in OS_RELEASE_FILES:
+        try:
+            with open(name, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        return dict(_os_release_entry(line) for line in text.splitlines() if "=" in line)
+    return {}
+
+
+def _os_release_entry(line: str) -> tuple[str, str]:
+    key, _, raw = line.partition("=")
+    try:
+        words = shlex.split(raw)
+    except ValueError:
+        words = [raw]
+    return key.strip(), " ".join(words)
+
+
+def _run(argv: list[str]) -> str:
+    """stdout of a package-manager query; empty when it cannot run.
+
+    The exit status is not checked: dpkg and rpm fail when *some* paths are unowned yet still
+    print the owners of the others. ``LC_ALL=C`` keeps the lines we parse untranslated.
+    """
+    try:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            encoding="utf-8",
+            errors="surrogateescape",
+            env={**os.environ, "LC_ALL": "C"},
+            timeout=QUERY_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout
+
+
+def _distro(release: Mapping[str, str]) -> dict[str, str | None]:
+    return {
+        "distro_id": release.get("ID") or None,
+        "distro_version": release.get("VERSION_ID") or None,
+    }
+
+
+def _dpkg_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict[str, Provider]:
+    # Without escaping, dpkg would read *?[\ in a path as a glob and match other files.
+    listing = _run([tool, "-S", *(_DPKG_GLOB.sub(r"\\\1", path) for path in paths)])
+    owners: dict[str, list[str]] = {}
+    diverted: dict[str, str] = {}
+    for line in listing.splitlines():
+        if line.startswith(("diversion by ", "local diversion ")):
+            head, from_, path = line.partition(" from: ")
+            if from_:
+                diverted[path] = head[len("diversion by ") :] if head.startswith("div") else ""
+            continue
+        names, sep, path = line.partition(": ")
+        if sep:
+            owners[path] = names.split(", ")
+    # A diverted path holds the diverting package's file, or a local one: never the others'.
+    chosen = {
+        path: (diverted[path] if path in diverted else names[0])
+        for path, names in owners.items()
+        if path not in diverted or diverted[path] in names
+    }
+    if not chosen:
+        return {}
+    status = _run([tool, "-W", f"-f={_DPKG_FORMAT}", *sorted(set(chosen.values()))])
+    installed: dict[str, Provider] = {}
+    for line in status.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 4 and fields[2]:
+            installed[fields[0]] = Provider(
+                fields[1], fields[2], "deb", arch=fields[3] or None, **_distro(release)
+            )
+    return {path: installed[name] for path, name in chosen.items() if name in installed}
+
+
+def _rpm_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict[str, Provider]:
+    # rpm names no path in its answers, so answers pair with paths by position: only existing
+    # paths (a missing one prints nothing on stdout), one line each. A file owned by several
+    # packages prints several lines and breaks the pairing; then ask path by path.
+    existing = [path for path in paths if os.path.lexists(path)]
+    if not existing:
+        return {}
+    lines = _run([tool, "-qf", "--queryformat", _RPM_FORMAT, *existing]).splitlines()
+    if len(lines) != len(existing):
+        lines = [
+            next(iter(_run([tool, "-qf", "--queryformat", _RPM_FORMAT, path]).splitlines()), "")
+            for path in existing
+        ]
+    found: dict[str, Provider] = {}
+    for path, line in zip(existing, lines):
+        fields = line.split("\t")
+        if len(fields) == 5:
+            name, epoch, version, release_, arch = fields
+            found[path] = Provider(
+                name,
+                f"{version}-{release_}",
+                "rpm",
+                arch=arch if arch != "(none)" else None,
+                epoch=epoch if epoch != "(none)" else None,
+                **_distro(release),
+            )
+    return found
+
+
+def _apk_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict[str, Provider]:
+    found: dict[str, Provider] = {}
+    for line in _run([tool, "info", "--who-owns", *paths]).splitlines():
+        path, sep, package = line.rpartition(" is owned by ")
+        parts = package.strip().rsplit("-", 2)
+        if sep and len(parts) == 3:
+            name, version, revision = parts
+            found[path] = Provider(name, f"{version}-{revision}", "apk", **_distro(release))
+    return found
+
+
+_Query = Callable[[str, list[str], Mapping[str, str]], dict[str, Provider]]
+_QUERIES: tuple[tuple[str, _Query], ...] = (
+    ("dpkg-query", _dpkg_query),
+    ("rpm", _rpm_query),
+    ("apk", _apk_query),
+)
