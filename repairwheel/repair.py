@@ -20,6 +20,7 @@ from .audit import WheelReport, analyze_wheel
 from .errors import NotPlatformWheelError, WheelError
 from .patch import PatchOps, PatchReport, apply_patches, find_patchelf, strip
 from .plan import Graft, RepairPlan, choose_policies, make_plan
+from .sbom import SBOM_PATH, GraftedLib, build_sbom, find_providers, sbom_bytes
 from .wheelfile import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,20 @@ def _write(
                 writer.copy(archive, name)
         for graft in plan.grafts:
             writer.add(graft.member, changed[graft.member].read_bytes(), mode=0o755, level=level)
+        if plan.grafts:
+            sbom = _sbom(archive, target.name, plan)
+            writer.add(f"{archive.dist_info}/{SBOM_PATH}", sbom, level=level)
+
+
+def _sbom(archive: WheelArchive, output_name: str, plan: RepairPlan) -> bytes:
+    """A CycloneDX record of what was grafted and which distro package it came from."""
+    providers = find_providers([g.source for g in plan.grafts])
+    grafted = [
+        GraftedLib(g.soname, g.source, g.sha256, g.new_soname, providers.get(g.source))
+        for g in plan.grafts
+    ]
+    name = archive.filename
+    return sbom_bytes(build_sbom(name.name, name.version, output_name, grafted))
 
 
 def _duplicates(archive: WheelArchive, report: WheelReport) -> tuple[tuple[str, ...], ...]:

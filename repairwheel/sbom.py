@@ -291,7 +291,8 @@ def _dpkg_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict
         if line.startswith(("diversion by ", "local diversion ")):
             head, from_, path = line.partition(" from: ")
             if from_:
-                diverted[path] = head[len("diversion by ") :] if head.startswith("div") else ""
+                by = "diversion by "
+                diverted[path] = head[len(by) :] if head.startswith(by) else ""
             continue
         names, sep, path = line.partition(": ")
         if sep:
