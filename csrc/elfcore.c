@@ -659,8 +659,13 @@ static int symbol_count(parser *p, const dyn_info *d, uint64_t sym_off, uint64_t
         *count = get_u(p, off + 4, 4);
         return 0;
     }
-    if (d->has_gnu_hash && count_from_gnu_hash(p, d->gnu_hash, count) == 0)
-        return 0;
+    if (d->has_gnu_hash) {
+        if (count_from_gnu_hash(p, d->gnu_hash, count) == 0)
+            return 0;
+        return fail(p, "DT_GNU_HASH table is malformed or outside the file");
+    }
+    if (d->has_hash)
+        return fail(p, "DT_HASH table is outside every PT_LOAD");
     return fail(p, "cannot tell the number of dynamic symbols (no section, DT_HASH or DT_GNU_HASH)");
 }
 
@@ -775,7 +780,7 @@ static void scan_notes(parser *p, uint64_t off, uint64_t size, uint64_t align)
             }
         }
         desc += (descsz + pad - 1) & ~(pad - 1);
-        if (desc <= off)
+        if (desc <= off || desc > end) /* padding may run past the segment: stop there */
             return;
         off = desc;
     }

@@ -2,9 +2,9 @@
 
 Every case is a corrupted copy of a valid file (gcc fixtures, and a big-endian
 s390x member when the bundled test data is present).  All cases run in a child
-interpreter with a per-case watchdog and a memory cap, so a segfault or an
-endless loop in the C core fails the test that owns the case and names it,
-instead of killing pytest.
+interpreter with a per-case watchdog, a memory cap and a guard page right
+after the input, so a segfault, an over-read or an endless loop in the C core
+fails the test that owns the case and names it, instead of killing pytest.
 """
 
 from __future__ import annotations
@@ -39,21 +39,39 @@ DT_VERDEFNUM, DT_VERNEEDNUM = 0x6FFFFFFD, 0x6FFFFFFF
 DT_VERDEF, DT_VERNEED, DT_GNU_HASH, DT_HASH = 0x6FFFFFFC, 0x6FFFFFFE, 0x6FFFFEF5, 4
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_GNU_PROPERTY = 1, 2, 3, 4, 0x6474E553
 
+# Each case's bytes end exactly where an inaccessible page begins, so reading even
+# one byte past the end of the input faults instead of going unnoticed.
 RUNNER = textwrap.dedent(
     """
-    import faulthandler, json, resource, sys
+    import ctypes, faulthandler, json, mmap, resource, sys
     from pathlib import Path
     from repairwheel.elf import read_elf
     from repairwheel.errors import ElfError
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    PAGE = mmap.PAGESIZE
+
+    def guarded(data):
+        span = max(PAGE, -(-len(data) // PAGE) * PAGE)
+        region = mmap.mmap(-1, span + PAGE)
+        region[span - len(data) : span] = data
+        anchor = ctypes.c_char.from_buffer(region)
+        base = ctypes.addressof(anchor)
+        del anchor
+        if libc.mprotect(base + span, PAGE, 0) != 0:
+            raise OSError(ctypes.get_errno(), "mprotect failed")
+        return memoryview(region)[span - len(data) : span]
 
     resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
     faulthandler.enable()
     for path in sys.argv[3:]:
         name = Path(path).name
+        view = guarded(Path(path).read_bytes())
         print(json.dumps({"start": name}), flush=True)
         faulthandler.dump_traceback_later(float(sys.argv[1]), exit=True)
         try:
-            elf = read_elf(Path(path).read_bytes(), name=name)
+            elf = read_elf(view, name=name)
             elf.symbols()
             result = {"kind": "ok", "needed": list(elf.needed)}
         except ElfError as exc:
@@ -388,18 +406,43 @@ def cycles(base: str, lay: Layout) -> Iterator[Case]:
 
 
 def notes(base: str, lay: Layout, rng: random.Random) -> Iterator[Case]:
-    """Note headers and GNU property fields set to extreme sizes, and random bytes in notes."""
-    for index, (_, ptype, off, filesz) in enumerate(lay.phdrs):
+    """Note headers and GNU property fields set to extreme sizes, and random bytes in notes.
+
+    Each note segment is also copied to the end of the file (its program header
+    pointing there, its size cut down) so that reading past the segment is
+    reading past the input, which the runner's guard page turns into a crash.
+    """
+    for index, (phdr_at, ptype, off, filesz) in enumerate(lay.phdrs):
         if ptype not in (PT_NOTE, PT_GNU_PROPERTY) or filesz < 12:
             continue
         namesz = struct.unpack_from(lay.order + "I", lay.data, off)[0]
-        desc = off + 12 + (namesz + 3) // 4 * 4
-        fields = {"namesz": off, "descsz": off + 4, "pr-datasz": desc + 4}
+        desc = 12 + (namesz + 3) // 4 * 4
+        fields = {"namesz": 0, "descsz": 4, "pr-datasz": desc + 4}
+        for size in sorted({filesz, filesz - 4, desc + 8, desc, 16, 12}):
+            if not 0 < size <= filesz:
+                continue
+            moved = Layout(**{**vars(lay), "data": lay.data + lay.data[off : off + size]})
+            repoint = [
+                (*_phdr_field(lay, phdr_at, "offset"), len(lay.data)),
+                (*_phdr_field(lay, phdr_at, "filesz"), size),
+            ]
+            yield Case(f"{base}-note{index}-at-end-{size}", "note", patched(moved, *repoint))
+            for name_size, desc_size in ((0, 0), (0, 1), (0, 4), (1, 1), (4, 1), (3, 5)):
+                sizes = [(len(lay.data), "I", name_size), (len(lay.data) + 4, "I", desc_size)]
+                data = patched(moved, *repoint, *sizes)
+                label = f"{base}-note{index}-at-end-{size}-sizes-{name_size}-{desc_size}"
+                yield Case(label, "note", data)
+            for label, at in fields.items():
+                if at + 4 > size:
+                    continue
+                for value in (0, 1, 3, 0x7FFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF):
+                    data = patched(moved, *repoint, (len(lay.data) + at, "I", value))
+                    yield Case(f"{base}-note{index}-at-end-{size}-{label}-{value:x}", "note", data)
         for label, at in fields.items():
-            if at + 4 > off + filesz:
+            if at + 4 > filesz:
                 continue
             for value in (0, 1, 3, 0x7FFFFFFF, 0xFFFFFFF0, 0xFFFFFFFF):
-                data = patched(lay, (at, "I", value))
+                data = patched(lay, (off + at, "I", value))
                 yield Case(f"{base}-note{index}-{label}-{value:x}", "note", data)
         for i in range(20):
             data = bytearray(lay.data)
