@@ -7,12 +7,14 @@ written under a temporary name and renamed into place only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +154,7 @@ def _patch(
 
     def stage_member(name: str) -> Path:
         file = tmp / f"m{len(staged)}"
-        file.write_bytes(archive.read(name))
+        archive.extract_to(name, file)
         staged[name] = file
         names[file] = name
         return file
@@ -205,13 +207,11 @@ def _write(
         for member in archive.members:
             name = member.name
             if name in changed:
-                data = changed[name].read_bytes()
                 keep = {"mode": member.mode or 0o755, "date_time": member.date_time, "level": level}
+                with _mapped(changed[name]) as data:
+                    writer.add(moved.get(name, name), data, **keep)
                 if name in moved:
-                    writer.add(moved[name], data, **keep)
                     writer.add(name, _SHIM.format(dest=moved[name]).encode(), **keep)
-                else:
-                    writer.add(name, data, **keep)
             elif name == wheel_path and wheel_text is not None:
                 writer.add(
                     name,
@@ -223,10 +223,23 @@ def _write(
             else:
                 writer.copy(archive, name)
         for graft in plan.grafts:
-            writer.add(graft.member, changed[graft.member].read_bytes(), mode=0o755, level=level)
+            with _mapped(changed[graft.member]) as data:
+                writer.add(graft.member, data, mode=0o755, level=level)
         if plan.grafts:
             sbom = _sbom(archive, target.name, plan)
             writer.add(f"{archive.dist_info}/{SBOM_PATH}", sbom, level=level)
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    """A staged file's bytes as a read-only map: a 400 MB member is compressed from the page
+    cache instead of being copied into memory."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            yield b""
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped
 
 
 def _sbom(archive: WheelArchive, output_name: str, plan: RepairPlan) -> bytes:

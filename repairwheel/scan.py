@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from .elf import ElfFile, Symbol, SymbolType, read_elf_and_symbols
 from .wheelfile import WheelArchive
 
+SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped temp file
 _PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 _WEAK = 2
 # Version needs on the dynamic loader itself are never a portability constraint.
@@ -87,10 +89,16 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: tuple[Symbol, ...]) -> 
 
 
 def _read_member(archive: WheelArchive, name: str) -> ElfMember:
-    data = archive.read(name)
     label = f"{archive.path.name}: {name}"
-    elf, symbols = read_elf_and_symbols(data, name=label)
-    del data
+    if archive.member(name).file_size <= SPILL_SIZE:
+        elf, symbols = read_elf_and_symbols(archive.read(name), name=label)
+        return facts_from_symbols(name, elf, symbols)
+    # A big member goes to a temp file that is mapped: the parser touches only the pages
+    # holding headers and dynamic tables, so memory stays small whatever the member's size.
+    with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
+        spilled = os.path.join(tmp, "member")
+        archive.extract_to(name, spilled)
+        elf, symbols = read_elf_and_symbols(spilled, name=label)
     return facts_from_symbols(name, elf, symbols)
 
 

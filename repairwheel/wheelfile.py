@@ -22,7 +22,6 @@ import stat
 import struct
 import time
 import zipfile
-import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from typing import BinaryIO, Callable, Union
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from ._zlib import zlib
 from .errors import RepairwheelError, WheelError
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -53,6 +53,7 @@ _END = struct.Struct("<4s4H2LH")
 _END64 = struct.Struct("<4sQ2H2L4Q")
 _LOCATOR64 = struct.Struct("<4sLQL")
 _ZIP64_LIMIT = 0xFFFFFFFF
+_IN_ZIP64 = 0xFFFFFFFF  # a 32-bit field holding this means "read the zip64 extra field"
 _ZIP64_COUNT = 0xFFFF
 _UTF8_NAME = 0x800
 _ENCRYPTED = 0x1
@@ -179,7 +180,7 @@ def wheel_filename(
 
 
 def replace_platform_tags(
-    filename: WheelFilename, wheel_text: bytes, platform_tags: Iterable[str]
+    filename: WheelFilename, wheel_text: Bytes, platform_tags: Iterable[str]
 ) -> tuple[WheelFilename, bytes]:
     """Give the file name and the WHEEL ``Tag:`` lines exactly ``platform_tags`` (sorted).
 
@@ -188,7 +189,7 @@ def replace_platform_tags(
     wheels are returned untouched.
     """
     if filename.is_pure:
-        return filename, wheel_text
+        return filename, bytes(wheel_text)
     platforms = tuple(sorted(set(platform_tags)))
     if not platforms or not all(_TAG.fullmatch(tag) for tag in platforms):
         raise ValueError(f"invalid platform tags: {platforms!r}")
@@ -265,6 +266,17 @@ class WheelArchive:
         if member is None:
             raise self._error(f"no member {name!r}")
         return member
+
+    def stream(self, name: str) -> Iterator[bytes]:
+        """The member's contents in pieces (size and CRC checked by the end), for members too
+        big to hold in memory."""
+        return self._contents(self._info(name), _CHUNK, _OUT_CHUNK)
+
+    def extract_to(self, name: str, file: StrPath) -> None:
+        """Write the member's contents to ``file`` (created or truncated) without holding it."""
+        with open(file, "wb") as out:
+            for piece in self.stream(name):
+                out.write(piece)
 
     def read(self, name: str) -> bytearray:
         """The member's contents, checked against its declared size and CRC.
@@ -686,8 +698,8 @@ class WheelWriter:
             dos_time,
             dos_date,
             entry.crc,
-            _ZIP64_LIMIT if zip64 else entry.compress_size,
-            _ZIP64_LIMIT if zip64 else entry.file_size,
+            _IN_ZIP64 if zip64 else entry.compress_size,
+            _IN_ZIP64 if zip64 else entry.file_size,
             len(raw_name),
             len(extra),
         )
@@ -886,7 +898,7 @@ def _dos(date_time: DateTime) -> tuple[int, int]:
 
 def _cap(value: int) -> int:
     """A 32-bit zip field: the value, or 0xFFFFFFFF meaning "see the zip64 record"."""
-    return value if value < _ZIP64_LIMIT else 0xFFFFFFFF
+    return value if value < _ZIP64_LIMIT else _IN_ZIP64
 
 
 def _source_date_time() -> DateTime | None:

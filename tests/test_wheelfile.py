@@ -18,7 +18,7 @@ from typing import Callable, Union
 import pytest
 
 from repairwheel import wheelfile
-from repairwheel.errors import WheelError
+from repairwheel.errors import RepairwheelError, WheelError
 from repairwheel.wheelfile import (
     WheelArchive,
     WheelFilename,
@@ -84,7 +84,9 @@ def build(
     return path
 
 
-def rewrite(src: Path, out_dir: Path, patch: Callable[[bytes], bytes] | None = None) -> Path:
+def rewrite(
+    src: Path, out_dir: Path, patch: Callable[[bytearray], bytes | bytearray] | None = None
+) -> Path:
     """Copy every member raw, except that ELF members are re-added after ``patch`` if given."""
     out_dir.mkdir(exist_ok=True)
     with WheelArchive(src) as wheel:
@@ -439,7 +441,7 @@ def test_raw_copy_keeps_every_compressed_stream(tmp_path: Path) -> None:
 
 
 def test_output_record_matches_every_member(tmp_path: Path) -> None:
-    out = rewrite(build(tmp_path / "in", extra=[("demo/", b"")]), tmp_path / "out", bytes.upper)
+    out = rewrite(build(tmp_path / "in", extra=[("demo/", b"")]), tmp_path / "out", bytearray.upper)
     with zipfile.ZipFile(out) as archive:
         names = archive.namelist()
         rows = archive.read(f"{DIST}/RECORD").decode().splitlines()
@@ -489,7 +491,7 @@ def test_new_members_go_before_dist_info_and_record_last(tmp_path: Path) -> None
 
 def test_changed_member_keeps_its_place_and_mode(tmp_path: Path) -> None:
     extra = [(info("demo/tool", mode=0o755), ELF)]
-    out = rewrite(build(tmp_path / "in", extra=extra), tmp_path / "out", bytes.upper)
+    out = rewrite(build(tmp_path / "in", extra=extra), tmp_path / "out", bytearray.upper)
     with zipfile.ZipFile(out) as archive:
         assert archive.namelist()[:4] == [*FILES, "demo/tool"]
         assert archive.read("demo/tool") == ELF.upper()
@@ -523,8 +525,8 @@ def test_source_date_epoch_makes_runs_byte_identical(
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000001")
     src = build(tmp_path / "in")
-    first = rewrite(src, tmp_path / "one", bytes.upper).read_bytes()
-    second = rewrite(src, tmp_path / "two", bytes.upper).read_bytes()
+    first = rewrite(src, tmp_path / "one", bytearray.upper).read_bytes()
+    second = rewrite(src, tmp_path / "two", bytearray.upper).read_bytes()
     assert first == second
     with zipfile.ZipFile(tmp_path / "one" / NAME) as archive:
         assert {m.date_time for m in archive.infolist()} == {(2023, 11, 14, 22, 13, 20)}
@@ -539,10 +541,19 @@ def test_source_date_epoch_before_1980_is_clamped(
         assert {m.date_time for m in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
+def test_invalid_source_date_epoch_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(RepairwheelError, match="SOURCE_DATE_EPOCH must be an integer"):
+        WheelWriter(tmp_path / NAME, DIST)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_without_source_date_epoch_copies_keep_times_and_new_members_get_1980(
     tmp_path: Path, no_epoch: None
 ) -> None:
-    out = rewrite(build(tmp_path / "in"), tmp_path / "out", bytes.upper)
+    out = rewrite(build(tmp_path / "in"), tmp_path / "out", bytearray.upper)
     with zipfile.ZipFile(out) as archive:
         assert archive.getinfo("demo/data.bin").date_time == STAMP
         assert archive.getinfo("demo/_ext.so").date_time == (1980, 1, 1, 0, 0, 0)
@@ -640,13 +651,15 @@ def test_zip64_extra_fields_for_large_sizes_and_offsets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(wheelfile, "_ZIP64_LIMIT", 500)
-    out = rewrite(build(tmp_path / "in"), tmp_path / "out", bytes.upper)
+    out = rewrite(build(tmp_path / "in"), tmp_path / "out", bytearray.upper)
     with zipfile.ZipFile(out) as archive:
         late = max(archive.infolist(), key=lambda member: member.header_offset)
         assert late.header_offset > 500
         assert late.extra[:2] == b"\x01\x00"
+        big = archive.getinfo("demo/data.bin").header_offset
         assert archive.read("demo/data.bin") == FILES["demo/data.bin"]
         assert archive.read("demo/_ext.so") == ELF.upper()
+    assert struct.unpack_from("<2L", out.read_bytes(), big + 18) == (0xFFFFFFFF, 0xFFFFFFFF)
     assert b"PK\x06\x06" in out.read_bytes()
     assert unzip_ok(out)
 
