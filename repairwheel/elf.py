@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union, overload
 
 from ._elfcore import ffi, lib
 from .errors import ElfError
@@ -91,6 +91,41 @@ class Symbol(NamedTuple):
     binding: int
     type: int
     hidden: bool
+
+
+class SymbolTable(Sequence[Symbol]):
+    """The dynamic symbols as columns; a :class:`Symbol` row is built only when indexed.
+
+    Large libraries have 10^5 symbols, and most callers need one or two columns.
+    """
+
+    __slots__ = ("names", "versions", "info")
+
+    def __init__(self, names: list[str], versions: list[str | None], info: bytes) -> None:
+        self.names = names
+        self.versions = versions
+        self.info = info  # 4 bytes per symbol: binding, type, defined, hidden
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, index: int) -> Symbol: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Symbol, ...]: ...
+    def __getitem__(self, index: int | slice) -> Symbol | tuple[Symbol, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        index = range(len(self))[index]  # normalises negative indices, raises IndexError
+        info = self.info[4 * index : 4 * index + 4]
+        return Symbol(
+            self.names[index],
+            self.versions[index],
+            bool(info[2]),
+            info[0],
+            info[1],
+            bool(info[3]),
+        )
 
 
 class Segment(NamedTuple):
@@ -187,7 +222,7 @@ class ElfFile:
         if self._source is None:
             raise ElfError("symbols are not available: the ELF file's source was not kept")
         with _buffer(self._source) as (buf, label):
-            return _parse(buf, self._label or label, lib.RW_WANT_SYMBOLS, None)[1]
+            return tuple(_parse(buf, self._label or label, lib.RW_WANT_SYMBOLS, None)[1])
 
 
 def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
@@ -203,7 +238,7 @@ def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
 
 def read_elf_and_symbols(
     source: ElfSource, *, name: str | None = None
-) -> tuple[ElfFile, tuple[Symbol, ...]]:
+) -> tuple[ElfFile, SymbolTable]:
     """Read the facts and the dynamic symbols in one pass, keeping no reference to ``source``.
 
     For callers that stream many large files (a wheel's members) and must not pin their bytes.
@@ -249,7 +284,7 @@ def _split_path(ptr: object) -> tuple[str, ...]:
 
 def _parse(
     buf: bytes | memoryview | mmap.mmap, label: str, options: int, keep: ElfSource | None
-) -> tuple[ElfFile, tuple[Symbol, ...]]:
+) -> tuple[ElfFile, SymbolTable]:
     # The result's strings point into ``buf``: convert them before releasing it (an mmap
     # cannot close while a pointer into it is exported).
     with ffi.from_buffer(buf) as cbuf:
@@ -263,7 +298,8 @@ def _parse(
         raw = out[0]
         try:
             elf = _convert(raw, keep, label if keep is not None else None)
-            return elf, _symbols(raw) if options & lib.RW_WANT_SYMBOLS else ()
+            symbols = _symbols(raw) if options & lib.RW_WANT_SYMBOLS else SymbolTable([], [], b"")
+            return elf, symbols
         finally:
             lib.rw_elf_free(raw)
 
@@ -296,18 +332,12 @@ def _convert(raw: Any, keep: ElfSource | None, label: str | None) -> ElfFile:
     )
 
 
-def _symbols(raw: Any) -> tuple[Symbol, ...]:
+def _symbols(raw: Any) -> SymbolTable:
     count = raw.n_symbols
-    strings = ffi.buffer(raw.sym_strings, raw.sym_strings_len)[:].split(b"\0")
-    info = ffi.buffer(raw.sym_info, 4 * count)[:]
-    return tuple(
-        Symbol(
-            name=strings[2 * i].decode("utf-8", "surrogateescape"),
-            version=strings[2 * i + 1].decode("utf-8", "surrogateescape") or None,
-            defined=bool(info[4 * i + 2]),
-            binding=info[4 * i],
-            type=info[4 * i + 1],
-            hidden=bool(info[4 * i + 3]),
-        )
-        for i in range(count)
+    text = ffi.buffer(raw.sym_strings, raw.sym_strings_len)[:].decode("utf-8", "surrogateescape")
+    parts = text.split("\0")
+    return SymbolTable(
+        parts[0 : 2 * count : 2],
+        [v or None for v in parts[1 : 2 * count : 2]],
+        ffi.buffer(raw.sym_info, 4 * count)[:],
     )

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .elf import ElfFile, Symbol, SymbolType, read_elf_and_symbols
+from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
 from .wheelfile import WheelArchive
 
 SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped temp file
@@ -54,35 +54,37 @@ class ElfMember:
         return result
 
 
-def facts_from_symbols(path: str, elf: ElfFile, symbols: tuple[Symbol, ...]) -> ElfMember:
-    """Reduce a file's symbols to the few facts the policies look at."""
+def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMember:
+    """Reduce a file's symbols to the few facts the policies look at (column-wise: fast)."""
     module = posixpath.basename(path).split(".", 1)[0]
     init_names = {f"PyInit_{module}": 3, f"init{module}": 2, f"_cffi_pypyinit_{module}": 2}
+    info = symbols.info
     python_abi = None
     undefined: set[str] = set()
-    by_version: dict[str, list[str]] = {}
+    by_version: dict[str, set[str]] = {}
     pyfpe = ucs2_candidates = False
-    for sym in symbols:
-        if sym.defined:
-            if sym.type == SymbolType.FUNC and sym.name in init_names and python_abi is None:
-                python_abi = init_names[sym.name]
+    for i, (name, version) in enumerate(zip(symbols.names, symbols.versions)):
+        binding, kind, defined = info[4 * i], info[4 * i + 1], info[4 * i + 2]
+        if defined:
+            if python_abi is None and kind == SymbolType.FUNC and name in init_names:
+                python_abi = init_names[name]
             continue
-        if not sym.name:
+        if not name:
             continue
-        if sym.version is not None:
-            by_version.setdefault(sym.version, []).append(sym.name)
-        if sym.type in (SymbolType.FUNC, SymbolType.NOTYPE) and sym.name in _PYFPE:
+        if version is not None:
+            by_version.setdefault(version, set()).add(name)
+        if binding != _WEAK:  # a weak reference is optional: never a blacklist hit
+            undefined.add(name)
+        if kind in (SymbolType.FUNC, SymbolType.NOTYPE) and name in _PYFPE:
             pyfpe = True
-        if sym.type == SymbolType.FUNC and "PyUnicodeUCS2_" in sym.name:
+        if kind == SymbolType.FUNC and "PyUnicodeUCS2_" in name:
             ucs2_candidates = True
-        if sym.binding != _WEAK:  # a weak reference is optional: never a blacklist hit
-            undefined.add(sym.name)
     return ElfMember(
         path=path,
         elf=elf,
         python_abi=python_abi,
         undefined=frozenset(undefined),
-        symbols_by_version={v: tuple(sorted(set(n))) for v, n in by_version.items()},
+        symbols_by_version={v: tuple(sorted(n)) for v, n in by_version.items()},
         uses_pyfpe=pyfpe and python_abi is not None,
         uses_ucs2=ucs2_candidates and python_abi == 2,
     )
