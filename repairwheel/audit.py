@@ -108,7 +108,7 @@ class WheelReport:
 
 
 def analyze_wheel(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | WheelArchive,
     *,
     ldpaths: str | None = None,
     exclude: Sequence[str] = (),
@@ -119,10 +119,18 @@ def analyze_wheel(
     Raises NotPlatformWheelError when it has no ELF file any policy covers, WheelError for a
     malformed wheel, ElfError for a malformed ELF member.
     """
-    path = os.fspath(path)
-    with WheelArchive(path) as archive:
-        wheel = archive.path.name
-        members = list(scan_elf_members(archive))
+    if isinstance(path, WheelArchive):
+        archive = path
+    else:
+        with WheelArchive(path) as archive:
+            return analyze_wheel(
+                archive,
+                ldpaths=ldpaths,
+                exclude=exclude,
+                disable_isa_ext_check=disable_isa_ext_check,
+            )
+    wheel = archive.path.name
+    members = list(scan_elf_members(archive))
     name_arch, name_libc = _tags_facts(wheel)
     if not members:
         raise NotPlatformWheelError(
@@ -144,7 +152,7 @@ def analyze_wheel(
     )
     return WheelReport(
         wheel=wheel,
-        path=path,
+        path=str(archive.path),
         libc=libc,
         arch=arch,
         members=tuple(kept),

@@ -86,33 +86,38 @@ def repair_wheel(
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
     path, out = Path(path), Path(out_dir)
     _make_out_dir(out)
-    try:
-        report = analyze_wheel(
-            path, ldpaths=ldpaths, exclude=exclude, disable_isa_ext_check=disable_isa_ext_check
-        )
-    except NotPlatformWheelError:
-        if not (allow_pure_python_wheel and WheelFilename.parse(path.name).is_pure):
-            raise
-        return _copy_pure(path, out)
-    policies = choose_policies(report, plat, only_plat=only_plat)
-    plan = make_plan(report, policies, lib_sdir=lib_sdir)
-    if not plan.grafts and not plan.patches:
-        log.info("%s: nothing to graft", report.wheel)
-    with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp, WheelArchive(path) as archive:
-        changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
-        filename, wheel_text = _retag(archive, plan, update_tags)
-        target = out / str(filename)
+    with WheelArchive(path) as archive:
         try:
-            _write(archive, target, plan, changed, wheel_text, compression_level)
-        except OSError as exc:
-            raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
+            report = analyze_wheel(
+                archive,
+                ldpaths=ldpaths,
+                exclude=exclude,
+                disable_isa_ext_check=disable_isa_ext_check,
+            )
+        except NotPlatformWheelError:
+            if not (allow_pure_python_wheel and archive.filename.is_pure):
+                raise
+            return _copy_pure(path, out)
+        policies = choose_policies(report, plat, only_plat=only_plat)
+        plan = make_plan(report, policies, lib_sdir=lib_sdir)
+        if not plan.grafts and not plan.patches:
+            log.info("%s: nothing to graft", report.wheel)
+        with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
+            changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
+            filename, wheel_text = _retag(archive, plan, update_tags)
+            target = out / str(filename)
+            try:
+                _write(archive, target, plan, changed, wheel_text, compression_level)
+            except OSError as exc:
+                raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        duplicates = _duplicates(archive, report)
     return RepairResult(
         input=str(path),
         output=str(target),
         platform_tags=filename.platform_tags,
         grafted=plan.grafts,
         patched=tuple(patched),
-        duplicates=_duplicates(archive, report),
+        duplicates=duplicates,
     )
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 
 from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
 from .wheelfile import WheelArchive
@@ -45,13 +46,14 @@ class ElfMember:
     def is_extension(self) -> bool:
         return self.python_abi is not None
 
-    def versioned_symbols(self) -> dict[str, set[str]]:
+    @cached_property
+    def versioned_symbols(self) -> Mapping[str, frozenset[str]]:
         """Library -> versions needed from it, the loader excluded (auditwheel's view)."""
         result: dict[str, set[str]] = {}
         for need in self.elf.version_need_entries:
             if not is_loader(need.library):
                 result.setdefault(need.library, set()).add(need.name)
-        return result
+        return {library: frozenset(versions) for library, versions in result.items()}
 
 
 def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMember:

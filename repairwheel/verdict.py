@@ -158,7 +158,7 @@ def _symbol_blockers(
     """Versions ``policy`` does not allow, with the file and library needing each."""
     blockers: list[Blocker] = []
     for file, member in sources:
-        for library, versions in sorted(member.versioned_symbols().items()):
+        for library, versions in sorted(member.versioned_symbols.items()):
             for version in policy.disallowed_versions(arch, versions):
                 blockers.append(
                     Blocker(
@@ -301,7 +301,7 @@ def decide(
 def _versions_of(sources: Iterable[tuple[str, ElfMember]]) -> dict[str, set[str]]:
     result: dict[str, set[str]] = {}
     for _, member in sources:
-        for library, versions in member.versioned_symbols().items():
+        for library, versions in member.versioned_symbols.items():
             result.setdefault(library, set()).update(versions)
     return result
 
