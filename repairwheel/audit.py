@@ -113,9 +113,11 @@ def analyze_wheel(
     ldpaths: str | None = None,
     exclude: Sequence[str] = (),
     disable_isa_ext_check: bool = False,
+    spill_dir: str | None = None,
 ) -> WheelReport:
     """Audit the wheel at ``path``.
 
+    ``spill_dir`` keeps big members inflated there (see ElfMember.spilled) for a repair.
     Raises NotPlatformWheelError when it has no ELF file any policy covers, WheelError for a
     malformed wheel, ElfError for a malformed ELF member.
     """
@@ -128,9 +130,10 @@ def analyze_wheel(
                 ldpaths=ldpaths,
                 exclude=exclude,
                 disable_isa_ext_check=disable_isa_ext_check,
+                spill_dir=spill_dir,
             )
     wheel = archive.path.name
-    members = list(scan_elf_members(archive))
+    members = list(scan_elf_members(archive, spill_dir=spill_dir))
     name_arch, name_libc = _tags_facts(wheel)
     if not members:
         raise NotPlatformWheelError(

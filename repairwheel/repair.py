@@ -86,13 +86,14 @@ def repair_wheel(
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
     path, out = Path(path), Path(out_dir)
     _make_out_dir(out)
-    with WheelArchive(path) as archive:
+    with WheelArchive(path) as archive, tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
         try:
             report = analyze_wheel(
                 archive,
                 ldpaths=ldpaths,
                 exclude=exclude,
                 disable_isa_ext_check=disable_isa_ext_check,
+                spill_dir=tmp,
             )
         except NotPlatformWheelError:
             if not (allow_pure_python_wheel and archive.filename.is_pure):
@@ -102,14 +103,13 @@ def repair_wheel(
         plan = make_plan(report, policies, lib_sdir=lib_sdir)
         if not plan.grafts and not plan.patches:
             log.info("%s: nothing to graft", report.wheel)
-        with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
-            changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
-            filename, wheel_text = _retag(archive, plan, update_tags)
-            target = out / str(filename)
-            try:
-                _write(archive, target, plan, changed, wheel_text, compression_level)
-            except OSError as exc:
-                raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
+        filename, wheel_text = _retag(archive, plan, update_tags)
+        target = out / str(filename)
+        try:
+            _write(archive, target, plan, changed, wheel_text, compression_level)
+        except OSError as exc:
+            raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
         duplicates = _duplicates(archive, report)
     return RepairResult(
         input=str(path),
@@ -157,9 +157,14 @@ def _patch(
     jobs: list[tuple[Path, PatchOps]] = []
     names: dict[Path, str] = {}
 
+    spilled = {m.path: m.spilled for m in report.members if m.spilled}
+
     def stage_member(name: str) -> Path:
         file = tmp / f"m{len(staged)}"
-        archive.extract_to(name, file)
+        if name in spilled:  # already inflated by the audit
+            os.replace(spilled[name], file)
+        else:
+            archive.extract_to(name, file)
         staged[name] = file
         names[file] = name
         return file

@@ -12,7 +12,7 @@ import posixpath
 import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
@@ -41,6 +41,7 @@ class ElfMember:
     symbols_by_version: dict[str, tuple[str, ...]]  # version -> undefined symbols bound to it
     uses_pyfpe: bool
     uses_ucs2: bool
+    spilled: str | None = None  # a kept temp file holding the member's bytes, if any
 
     @property
     def is_extension(self) -> bool:
@@ -92,21 +93,25 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMemb
     )
 
 
-def _read_member(archive: WheelArchive, name: str) -> ElfMember:
+def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> ElfMember:
     label = f"{archive.path.name}: {name}"
     if archive.member(name).file_size <= SPILL_SIZE:
         elf, symbols = read_elf_and_symbols(archive.read(name), name=label)
         return facts_from_symbols(name, elf, symbols)
     # A big member goes to a temp file that is mapped: the parser touches only the pages
     # holding headers and dynamic tables, so memory stays small whatever the member's size.
+    # With ``spill_dir`` the file is kept, so a repair patching it need not inflate it again.
     with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
-        spilled = os.path.join(tmp, "member")
+        fd, spilled = tempfile.mkstemp(dir=spill_dir or tmp, prefix="spill-")
+        os.close(fd)
         archive.extract_to(name, spilled)
         elf, symbols = read_elf_and_symbols(spilled, name=label)
-    return facts_from_symbols(name, elf, symbols)
+    return replace(facts_from_symbols(name, elf, symbols), spilled=spilled if spill_dir else None)
 
 
-def scan_elf_members(archive: WheelArchive, *, workers: int | None = None) -> Iterator[ElfMember]:
+def scan_elf_members(
+    archive: WheelArchive, *, workers: int | None = None, spill_dir: str | None = None
+) -> Iterator[ElfMember]:
     """Yield every ELF member of the wheel, in archive order.
 
     Members that are not well-formed ELF files raise ElfError naming the wheel and the member.
@@ -115,13 +120,13 @@ def scan_elf_members(archive: WheelArchive, *, workers: int | None = None) -> It
     workers = workers or min(len(names), os.cpu_count() or 1) or 1
     if workers == 1:
         for name in names:
-            yield _read_member(archive, name)
+            yield _read_member(archive, name, spill_dir)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # Bounded look-ahead keeps at most ~2 members per worker in memory at once.
         pending = []
         for name in names:
-            pending.append(pool.submit(_read_member, archive, name))
+            pending.append(pool.submit(_read_member, archive, name, spill_dir))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         for future in pending:
