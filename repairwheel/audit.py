@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from packaging.utils import parse_wheel_filename
 
 from .elf import ElfFile, Machine
-from .errors import ElfError, NotPlatformWheelError, RepairwheelError
+from .errors import ElfError, NotPlatformWheelError, RepairwheelError, WheelError
 from .policy import Policy, load_policies
 from .resolve import WheelFilesystem, loader_config, resolve
 from .scan import ElfMember, is_loader, read_host_member, scan_elf_members
@@ -84,7 +84,7 @@ class WheelReport:
             if blacklisted:
                 entry["blacklisted_symbols"] = dict(sorted(blacklisted.items()))
             if entry:
-                upgrades[check.policy.name] = entry
+                upgrades[check.tag] = entry
         return {
             "version": JSON_SCHEMA_VERSION,
             "wheel": self.wheel,
@@ -134,6 +134,12 @@ def analyze_wheel(
             )
     wheel = archive.path.name
     members = list(scan_elf_members(archive, spill_dir=spill_dir))
+    in_purelib = [m.path for m in members if _in_purelib(m.path)]
+    if in_purelib:
+        raise WheelError(
+            f"{wheel}: {in_purelib[0]} is a shared library in purelib; a platform wheel installs "
+            "its compiled files to platlib"
+        )
     name_arch, name_libc = _tags_facts(wheel)
     if not members:
         raise NotPlatformWheelError(
@@ -165,6 +171,11 @@ def analyze_wheel(
         host_libraries=host_facts,
         verdict=verdict,
     )
+
+
+def _in_purelib(member: str) -> bool:
+    parts = member.split("/")
+    return len(parts) > 2 and parts[0].endswith(".data") and parts[1] == "purelib"
 
 
 def _tags_facts(wheel: str) -> tuple[str | None, str | None]:

@@ -29,7 +29,7 @@ def format_report(report: WheelReport) -> str:
 
     external = report.external_libs
     if external:
-        lines.append("External shared libraries (outside the wheel and every whitelist):")
+        lines.append("External shared libraries (grafted by a repair to the most compatible tag):")
         lines += [f"  {name} => {path or 'not found'}" for name, path in external.items()]
     else:
         lines.append("The wheel needs no external shared libraries.")

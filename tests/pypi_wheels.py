@@ -119,12 +119,76 @@ LXML_S390X = PypiWheel(
     arch="s390x",
 )
 
+PILLOW_X86_64 = PypiWheel(
+    project="pillow",
+    version="11.2.1",
+    filename="pillow-11.2.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256="8f4f3724c068be008c08257207210c138d5f3731af6c155a81c2b09a9eb3a788",
+    platform="manylinux_2_28_x86_64",
+    python_version="3.11",
+    abi="cp311",
+    arch="x86_64",
+)
+PILLOW_MUSL_AARCH64 = PypiWheel(
+    project="pillow",
+    version="11.2.1",
+    filename="pillow-11.2.1-cp311-cp311-musllinux_1_2_aarch64.whl",
+    sha256="a0a6709b47019dff32e678bc12c63008311b82b9327613f534e496dacaefb71e",
+    platform="musllinux_1_2_aarch64",
+    python_version="3.11",
+    abi="cp311",
+    arch="aarch64",
+)
+PYDANTIC_CORE_ARMV7L = PypiWheel(
+    project="pydantic-core",
+    version="2.33.2",
+    filename="pydantic_core-2.33.2-cp311-cp311-manylinux_2_17_armv7l.manylinux2014_armv7l.whl",
+    sha256="a144d4f717285c6d9234a66778059f33a89096dfb9b39117663fd8413d582dcc",
+    platform="manylinux_2_17_armv7l",
+    python_version="3.11",
+    abi="cp311",
+    arch="armv7l",
+)
+OPENCV_HEADLESS_X86_64 = PypiWheel(
+    project="opencv-python-headless",
+    version="4.10.0.84",
+    filename=(
+        "opencv_python_headless-4.10.0.84-cp37-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    ),
+    sha256="377d08a7e48a1405b5e84afcbe4798464ce7ee17081c1c23619c8b398ff18295",
+    platform="manylinux_2_17_x86_64",
+    python_version="3.11",
+    abi="abi3",
+    arch="x86_64",
+)
+PYARROW_X86_64 = PypiWheel(
+    project="pyarrow",
+    version="20.0.0",
+    filename="pyarrow-20.0.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256="a6ad3e7758ecf559900261a4df985662df54fb7fdb55e8e3b3aa99b23d526b62",
+    platform="manylinux_2_28_x86_64",
+    python_version="3.11",
+    abi="cp311",
+    arch="x86_64",
+)
+
 PINNED: tuple[PypiWheel, ...] = (
     NUMPY_X86_64,
     NUMPY_AARCH64,
     NUMPY_MUSL_X86_64,
     NUMPY_I686,
     LXML_S390X,
+)
+
+# The audit conformance tests also use these; kept out of PINNED because reading every
+# symbol of opencv's and pyarrow's libraries with pyelftools would take minutes (~210 MB).
+AUDIT_PINNED: tuple[PypiWheel, ...] = (
+    *PINNED,
+    PILLOW_X86_64,
+    PILLOW_MUSL_AARCH64,
+    PYDANTIC_CORE_ARMV7L,
+    OPENCV_HEADLESS_X86_64,
+    PYARROW_X86_64,
 )
 
 
