@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Callable
 
-from . import __version__
+from ._version import __version__
 from .errors import RepairwheelError, UsageError
 
 log = logging.getLogger("repairwheel")

@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from packaging.utils import canonicalize_name
 
+from ._version import __version__
 from .errors import RepairwheelError
 
 SBOM_PATH = "sboms/repairwheel.cdx.json"
@@ -127,8 +128,6 @@ def build_sbom(
     grafted: Sequence[GraftedLib],
 ) -> dict[str, Any]:
     """The CycloneDX document for a repaired wheel; the same input always gives the same dict."""
-    from . import __version__
-
     wheel_ref = (
         f"pkg:pypi/{_purl_quote(canonicalize_name(wheel_name))}@{_purl_quote(version)}"
         + _purl_qualifiers({"file_name": output_filename})
