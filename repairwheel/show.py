@@ -6,10 +6,8 @@ better tag, what stands in the way.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .audit import WheelReport
-from .verdict import Blocker, PolicyCheck
+from .verdict import Blocker, PolicyCheck, describe_group, group_blockers
 
 
 def format_report(report: WheelReport) -> str:
@@ -51,21 +49,18 @@ def format_report(report: WheelReport) -> str:
 
 def _explain(checks: list[PolicyCheck]) -> list[str]:
     """One line per distinct obstacle (all files sharing it folded into one), with the range
-    of tags it blocks, most compatible first."""
-    groups: dict[tuple[object, ...], tuple[Blocker, list[str], list[str]]] = {}
+    of tags it blocks; those blocking the most tags (the nearest to the one reached) first."""
+    spans: dict[tuple[str, str | None, str | None], list[str]] = {}
+    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, list[str]]] = {}
     for check in checks:
-        for blocker in check.as_is_blockers:
-            key = (blocker.kind, blocker.library, blocker.detail)
-            first, files, tags = groups.setdefault(key, (blocker, [], []))
-            if blocker.file not in files:
-                files.append(blocker.file)
-            if not tags or tags[-1] != check.tag:
-                tags.append(check.tag)
+        for first, files in group_blockers(check.as_is_blockers):
+            spans.setdefault(first.key, []).append(check.tag)
+            _, known = groups.setdefault(first.key, (first, []))
+            known.extend(f for f in files if f not in known)
     lines = []
-    # The obstacles that block the most tags (those nearest the one reached) come first.
-    for first, files, tags in sorted(groups.values(), key=lambda g: -len(g[2])):
+    for key, tags in sorted(spans.items(), key=lambda item: -len(item[1])):
+        first, files = groups[key]
         span = tags[0] if len(tags) == 1 else f"{tags[0]} … {tags[-1]}"
-        who = files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more files)"
         fix = " [fix grafts it]" if first.kind == "external-library" and first.detail else ""
-        lines.append(f"{span}: {replace(first, file=who)}{fix}")
+        lines.append(f"{span}: {describe_group(first, files)}{fix}")
     return lines

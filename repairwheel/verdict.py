@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .policy import Policy
 from .scan import ElfMember, is_loader
@@ -75,15 +75,25 @@ class Blocker:
             return f"{self.file} uses PyFPE_jbuf (fpectl builds only)"
         return f"{self.file} is built for a narrow-unicode (UCS2) Python"
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "file": self.file,
-            "library": self.library,
-            "detail": self.detail,
-            "symbols": list(self.symbols),
-            "message": str(self),
-        }
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        """What the obstacle is, whichever file has it."""
+        return (self.kind, self.library, self.detail)
+
+
+def group_blockers(blockers: Iterable[Blocker]) -> list[tuple[Blocker, tuple[str, ...]]]:
+    """Fold blockers that differ only in the file: (first blocker, every file with it)."""
+    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, list[str]]] = {}
+    for blocker in blockers:
+        first, files = groups.setdefault(blocker.key, (blocker, []))
+        if blocker.file not in files:
+            files.append(blocker.file)
+    return [(first, tuple(files)) for first, files in groups.values()]
+
+
+def describe_group(first: Blocker, files: Sequence[str]) -> str:
+    who = files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more files)"
+    return str(replace(first, file=who))
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,18 @@ class PolicyCheck:
             "tag": self.tag,
             "priority": self.policy.priority,
             "external_libs": dict(sorted(self.external_libs.items())),
-            "blockers": [b.to_json() for b in self.as_is_blockers],
+            "blockers": [
+                {
+                    "kind": first.kind,
+                    "library": first.library,
+                    "detail": first.detail,
+                    "files": list(files),
+                    "symbols": list(first.symbols),
+                    "repairable": first not in self.blockers,
+                    "message": describe_group(first, files),
+                }
+                for first, files in group_blockers(self.as_is_blockers)
+            ],
             "repairable": not self.blockers,
         }
 
@@ -230,8 +251,11 @@ def decide(
         if policy is linux:
             break
         external: dict[str, Dependency] = {}
+        needers: dict[str, list[str]] = {}  # soname -> the wheel files that load it
         for deps in roots:
-            external.update(external_closure(deps, policy.whitelist))
+            for name, dep in external_closure(deps, policy.whitelist).items():
+                external.setdefault(name, dep)
+                needers.setdefault(name, []).append(deps.member.path)
         ext_names_any.update(external)
         grafted = [(d.path, host_facts[d.path]) for d in external.values() if d.path in host_facts]
         symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted])
@@ -242,14 +266,16 @@ def decide(
                 sym_best = policy
         blockers = symbol_blockers + _blacklist_blockers(policy, (d.member for d in roots))
         blockers += [
-            Blocker("missing-library", _first_needing(roots, name), name, in_wheel.get(name))
+            Blocker("missing-library", file, name, in_wheel.get(name))
             for name, dep in sorted(external.items())
             if dep.missing
+            for file in needers[name]
         ]
         ext_blockers = [
-            Blocker("external-library", _first_needing(roots, name), name, dep.path)
+            Blocker("external-library", file, name, dep.path)
             for name, dep in sorted(external.items())
             if not dep.missing
+            for file in needers[name]
         ]
         checks.append(
             PolicyCheck(
@@ -304,16 +330,6 @@ def _versions_of(sources: Iterable[tuple[str, ElfMember]]) -> dict[str, set[str]
         for library, versions in member.versioned_symbols.items():
             result.setdefault(library, set()).update(versions)
     return result
-
-
-def _first_needing(roots: Sequence[MemberDeps], soname: str) -> str:
-    for deps in roots:
-        if soname in deps.member.elf.needed:
-            return deps.member.path
-    for deps in roots:
-        if soname in deps.libraries:
-            return deps.member.path
-    return roots[0].member.path
 
 
 def _best(candidates: Sequence[Policy], linux: Policy) -> Policy:
