@@ -50,6 +50,7 @@
 #define VERSYM_HIDDEN 0x8000u
 #define VERSYM_INDEX 0x7fffu
 #define MAX_VERSION_INDEX 0x8000u
+#define OUTPUT_FACTOR 16 /* output strings may total this many times the input, plus 1 MiB */
 
 /* ---- arena ---- */
 #define BLOCK_HEADER 16 /* keeps payloads 16-byte aligned */
@@ -89,6 +90,9 @@ typedef struct {
     int has_str;
     /* version index -> name (defs and needs share the index space) */
     const char **version_names;
+    /* Bytes of strings the caller will copy out.  Many entries may point at one long
+       string; the budget keeps a small crafted file from costing gigabytes downstream. */
+    uint64_t budget;
 } parser;
 
 static int fail(parser *p, const char *fmt, ...)
@@ -175,10 +179,20 @@ static int map_addr(const parser *p, uint64_t addr, uint64_t size, uint64_t *off
     return -1;
 }
 
+/* Charge `n` bytes of output strings to the budget. */
+static int spend(parser *p, uint64_t n)
+{
+    if (n > p->budget)
+        return fail(p, "the dynamic tables name more string bytes than %d times the file's size "
+                    "(crafted file?)", OUTPUT_FACTOR);
+    p->budget -= n;
+    return 0;
+}
+
 /* A string at index `idx` of the dynamic string table, NUL-terminated inside it. */
 static const char *dyn_str(parser *p, uint64_t idx, const char *what)
 {
-    const uint8_t *start;
+    const uint8_t *start, *nul;
     if (!p->has_str) {
         fail(p, "%s present but the file has no usable dynamic string table", what);
         return NULL;
@@ -189,11 +203,14 @@ static const char *dyn_str(parser *p, uint64_t idx, const char *what)
         return NULL;
     }
     start = p->buf + p->str_off + idx;
-    if (memchr(start, 0, (size_t)(p->str_size - idx)) == NULL) {
+    nul = memchr(start, 0, (size_t)(p->str_size - idx));
+    if (nul == NULL) {
         fail(p, "%s string at offset %llu is not terminated inside the dynamic string table",
              what, (unsigned long long)idx);
         return NULL;
     }
+    if (spend(p, (uint64_t)(nul - start) + 1))
+        return NULL;
     return (const char *)start;
 }
 
@@ -709,6 +726,8 @@ static int parse_symbols(parser *p, const dyn_info *d)
                 ver = p->version_names[idx];
         }
         total += strlen(s) + (ver ? strlen(ver) : 0) + 2;
+        if (ver && spend(p, strlen(ver) + 1))
+            return -1;
     }
     strings = alloc(p, (size_t)total);
     info = alloc_array(p, (size_t)count, 4);
@@ -853,6 +872,7 @@ int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char
     memset(&p, 0, sizeof(p));
     p.buf = buf;
     p.len = buf ? len : 0;
+    p.budget = (uint64_t)p.len * OUTPUT_FACTOR + (1u << 20);
     p.out = owned;
     p.err = err;
     p.errlen = errlen;

@@ -9,13 +9,14 @@ import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from .audit import LIBPYTHON, WheelReport
 from .elf import read_elf
 from .errors import DependencyError, PolicyError
 from .patch import PatchOps
 from .policy import Policy, get_policy
-from .verdict import Blocker, external_closure
+from .verdict import Blocker, describe_group, external_closure, group_blockers
 from .wheelfile import WheelFilename
 
 _SCRIPTS_SUFFIX = ".scripts"
@@ -69,10 +70,7 @@ def choose_policies(
     if plat in (None, "auto"):
         if best.priority == 0:
             newest = min(verdict.checks, key=lambda c: c.policy.priority)
-            raise PolicyError(
-                f"cannot repair {report.wheel} to any manylinux/musllinux tag: "
-                + _blockers_text(newest.blockers)
-            )
+            _refuse(f"cannot repair {report.wheel} to any manylinux/musllinux tag", newest.blockers)
         return (best,)
     requested = get_policy(plat, arch, libc=report.libc)
     if requested.libc != report.libc:
@@ -86,19 +84,25 @@ def choose_policies(
     if check is None:
         raise PolicyError(f"cannot repair {report.wheel} to {plat}: no such policy for {arch}")
     if check.blockers:
-        raise PolicyError(
-            f"cannot repair {report.wheel} to {requested.tag(arch)}: "
-            + _blockers_text(check.blockers)
-        )
+        _refuse(f"cannot repair {report.wheel} to {requested.tag(arch)}", check.blockers)
     if not only_plat and best.priority > requested.priority:
         return (best, requested)
     return (requested,)
 
 
-def _blockers_text(blockers: Sequence[Blocker]) -> str:
-    shown = [str(b) for b in blockers[:3]]
-    more = f" (and {len(blockers) - 3} more)" if len(blockers) > 3 else ""
-    return "; ".join(shown) + more
+def _refuse(what: str, blockers: Sequence[Blocker]) -> NoReturn:
+    """Raise the error for ``blockers``: DependencyError when only missing libraries stand in
+    the way (the user can point at them), PolicyError otherwise."""
+    groups = group_blockers(blockers)
+    shown = [describe_group(first, files) for first, files in groups[:3]]
+    more = f" (and {len(groups) - 3} more)" if len(groups) > 3 else ""
+    text = f"{what}: " + "; ".join(shown) + more
+    if all(b.kind == "missing-library" for b in blockers):
+        raise DependencyError(
+            text + " (give its directory with --ldpaths or REPAIRWHEEL_LD_LIBRARY_PATH, "
+            "or --exclude it)"
+        )
+    raise PolicyError(text)
 
 
 def make_plan(
@@ -107,21 +111,13 @@ def make_plan(
     *,
     lib_sdir: str = ".libs",
 ) -> RepairPlan:
-    """Work out every graft and patch for repairing ``report``'s wheel to ``policies``."""
+    """Work out every graft and patch for repairing ``report``'s wheel to ``policies``
+    (from :func:`choose_policies`, which guarantees every library to graft was found)."""
     arch = report.arch or ""
     policy = policies[0]
     check = report.verdict.check(policy)
     filename = WheelFilename.parse(report.wheel)
     lib_dir = posixpath.normpath(filename.name + lib_sdir)
-    missing = sorted(
-        n for n, p in check.external_libs.items() if p is None and not LIBPYTHON.match(n)
-    )
-    if missing:
-        needers = _needers(report, policy, missing[0])
-        raise DependencyError(
-            f"cannot repair {report.wheel}: {needers} needs {missing[0]}, which cannot be found "
-            "(give its directory with --ldpaths or REPAIRWHEEL_LD_LIBRARY_PATH, or --exclude it)"
-        )
     new_names = _graft_names(check.external_libs, lib_dir)
 
     patches = []
@@ -135,14 +131,16 @@ def make_plan(
         replace = tuple(
             (n, posixpath.basename(new_names[n][0])) for n in member.elf.needed if n in new_names
         )
+        destination = _script_destination(member.path, filename.name)
         rpath = None
         if grafted_here:
-            rpath = _member_rpath(member.path, member.elf.rpath or member.elf.runpath, lib_dir)
+            old = member.elf.rpath or member.elf.runpath
+            rpath = _member_rpath(member.path, destination or member.path, old, lib_dir)
         patches.append(
             MemberPatch(
                 member.path,
                 PatchOps(replace_needed=replace, remove_needed=libpython, rpath=rpath),
-                _script_destination(member.path, filename.name),
+                destination,
             )
         )
 
@@ -171,13 +169,6 @@ def make_plan(
     )
 
 
-def _needers(report: WheelReport, policy: Policy, soname: str) -> str:
-    for path, deps in report.dependencies.items():
-        if soname in external_closure(deps, policy.whitelist):
-            return path
-    return report.wheel
-
-
 def _graft_names(external: dict[str, str | None], lib_dir: str) -> dict[str, tuple[str, str, str]]:
     """soname -> (member path, source path, sha256): ``libfoo-<8 hex of sha256>.so.N``."""
     names = {}
@@ -201,22 +192,32 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _member_rpath(member: str, old: Sequence[str], lib_dir: str) -> str:
-    """The member's in-wheel search entries, kept as written, then the path to ``lib_dir``."""
-    directory = posixpath.dirname(member)
-    kept = [entry for entry in old if _inside_wheel(entry, directory)]
-    relative = posixpath.relpath(lib_dir, directory or ".")
-    entries = [*kept, f"$ORIGIN/{relative}" if relative != "." else "$ORIGIN"]
+def _member_rpath(member: str, destination: str, old: Sequence[str], lib_dir: str) -> str:
+    """The member's in-wheel search entries, then the path to ``lib_dir``, all relative to
+    where the file ends up (``destination``: scripts are moved)."""
+    old_dir, new_dir = posixpath.dirname(member), posixpath.dirname(destination)
+    entries = []
+    for entry in old:
+        target = _in_wheel_target(entry, old_dir)
+        if target is not None:
+            entries.append(entry if old_dir == new_dir else _origin_path(target, new_dir))
+    entries.append(_origin_path(lib_dir, new_dir))
     return ":".join(dict.fromkeys(entries))
 
 
-def _inside_wheel(entry: str, directory: str) -> bool:
+def _origin_path(target: str, directory: str) -> str:
+    relative = posixpath.relpath(target, directory or ".")
+    return "$ORIGIN" if relative == "." else f"$ORIGIN/{relative}"
+
+
+def _in_wheel_target(entry: str, directory: str) -> str | None:
+    """The wheel path an ``$ORIGIN`` entry names, None for entries pointing outside."""
     for token in ("${ORIGIN}", "$ORIGIN"):
         if entry.startswith(token):
             rest = entry[len(token) :].lstrip("/")
             target = posixpath.normpath(posixpath.join(directory, rest))
-            return target != ".." and not target.startswith("../")
-    return False
+            return None if target == ".." or target.startswith("../") else target
+    return None
 
 
 def _script_destination(member: str, dist_name: str) -> str | None:
