@@ -54,7 +54,8 @@ PSYCOPG2 = RealProject(
     library="libpq.so.5",
     use="""
 import psycopg2, psycopg2.extensions as ext
-assert ext.libpq_version() == psycopg2.__libpq_version__ > 0
+# The grafted libpq answers; its minor release may be newer than the headers of a cached build.
+assert ext.libpq_version() // 10000 == psycopg2.__libpq_version__ // 10000 > 0
 assert ext.parse_dsn("dbname=x sslmode=require") == {"dbname": "x", "sslmode": "require"}
 try:
     psycopg2.connect("host=/nonexistent dbname=x connect_timeout=1")
