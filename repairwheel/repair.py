@@ -22,6 +22,7 @@ from .audit import WheelReport, analyze_wheel
 from .errors import NotPlatformWheelError, WheelError
 from .patch import PatchOps, PatchReport, apply_patches, find_patchelf, strip
 from .plan import Graft, RepairPlan, choose_policies, make_plan
+from .progress import Progress
 from .sbom import SBOM_PATH, GraftedLib, build_sbom, find_providers, sbom_bytes
 from .wheelfile import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
 
@@ -213,8 +214,13 @@ def _write(
 ) -> None:
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
     wheel_path = f"{archive.dist_info}/WHEEL"
-    with WheelWriter(target, archive.dist_info) as writer:
+    total = sum(m.compress_size for m in archive.members)
+    with (
+        Progress(f"writing {target.name}", total) as progress,
+        WheelWriter(target, archive.dist_info) as writer,
+    ):
         for member in archive.members:
+            progress.advance(member.compress_size)
             name = member.name
             if name in changed:
                 keep = {"mode": member.mode or 0o755, "date_time": member.date_time, "level": level}

@@ -11,11 +11,12 @@ import os
 import posixpath
 import tempfile
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
+from .progress import Progress
 from .wheelfile import WheelArchive
 
 SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped temp file
@@ -117,20 +118,27 @@ def scan_elf_members(
     Members that are not well-formed ELF files raise ElfError naming the wheel and the member.
     """
     names = archive.elf_members()
+    sizes = {name: archive.member(name).file_size for name in names}
     workers = workers or min(len(names), os.cpu_count() or 1) or 1
-    if workers == 1:
-        for name in names:
-            yield _read_member(archive, name, spill_dir)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # Bounded look-ahead keeps at most ~2 members per worker in memory at once.
-        pending = []
-        for name in names:
-            pending.append(pool.submit(_read_member, archive, name, spill_dir))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+    with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
+        if workers == 1:
+            for name in names:
+                yield _read_member(archive, name, spill_dir)
+                progress.advance(sizes[name])
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # Bounded look-ahead keeps at most ~2 members per worker in memory at once.
+            pending: list[Future[ElfMember]] = []
+            for name in names:
+                pending.append(pool.submit(_read_member, archive, name, spill_dir))
+                if len(pending) >= 2 * workers:
+                    member = pending.pop(0).result()
+                    progress.advance(sizes[member.path])
+                    yield member
+            for future in pending:
+                member = future.result()
+                progress.advance(sizes[member.path])
+                yield member
 
 
 def read_host_member(path: str) -> ElfMember:
