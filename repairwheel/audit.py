@@ -49,6 +49,8 @@ class WheelReport:
     roots: tuple[str, ...]  # members whose trees count for the verdict
     host_libraries: Mapping[str, ElfMember]  # host path -> facts, for every library outside
     verdict: Verdict
+    duplicates: tuple[tuple[str, ...], ...] = ()  # groups of ELF members that look alike
+    unrecorded: tuple[str, ...] = ()  # ELF members missing from RECORD
 
     @property
     def tag(self) -> str:
@@ -103,6 +105,8 @@ class WheelReport:
             "policy_upgrades": upgrades,
             "policies": [c.to_json() for c in v.checks],
             "elf_files": [m.path for m in self.members],
+            "duplicates": [list(group) for group in self.duplicates],
+            "unrecorded": list(self.unrecorded),
             "ignored_files": [{"file": f, "reason": r} for f, r in self.ignored],
         }
 
@@ -170,6 +174,8 @@ def analyze_wheel(
         roots=tuple(m.path for m in roots),
         host_libraries=host_facts,
         verdict=verdict,
+        duplicates=_duplicates(archive, kept),
+        unrecorded=tuple(m.path for m in members if archive.record_row(m.path) is None),
     )
 
 
@@ -408,3 +414,16 @@ def _borrow_from_loaders(result: dict[str, MemberDeps]) -> dict[str, MemberDeps]
             fixed[path] = MemberDeps(deps.member, borrowed)
             break
     return fixed
+
+
+def _duplicates(archive: WheelArchive, members: Sequence[ElfMember]) -> tuple[tuple[str, ...], ...]:
+    """ELF files of the wheel that are probably the same library twice: same SONAME, or the same
+    size and CRC-32 (free from the zip directory; no hashing)."""
+    groups: dict[object, list[str]] = {}
+    for m in members:
+        info = archive.member(m.path)
+        groups.setdefault(("content", info.file_size, info.crc), []).append(m.path)
+        if m.elf.soname:
+            groups.setdefault(("soname", m.elf.soname), []).append(m.path)
+    unique = {tuple(sorted(set(g))) for g in groups.values() if len(set(g)) > 1}
+    return tuple(sorted(unique))

@@ -211,6 +211,8 @@ def _print_result(result: object) -> None:
         print(f"patched {patched.display_name} ({growth:+d} bytes)")
     for group in result.duplicates:
         print(f"note: these ELF files look like copies of one library: {', '.join(group)}")
+    for member in result.unrecorded:
+        print(f"note: {member} was missing from RECORD; the new RECORD lists it")
     print(f"Fixed-up wheel written to {result.output}")
 
 

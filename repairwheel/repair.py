@@ -49,6 +49,7 @@ class RepairResult:
     grafted: tuple[Graft, ...] = ()
     patched: tuple[PatchReport, ...] = ()
     duplicates: tuple[tuple[str, ...], ...] = ()  # groups of wheel ELF files that look alike
+    unrecorded: tuple[str, ...] = ()  # ELF members the input's RECORD did not list
     pure: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -66,6 +67,7 @@ class RepairResult:
                 for p in self.patched
             ],
             "duplicates": [list(group) for group in self.duplicates],
+            "unrecorded": list(self.unrecorded),
         }
 
 
@@ -111,14 +113,14 @@ def repair_wheel(
             _write(archive, target, plan, changed, wheel_text, compression_level)
         except OSError as exc:
             raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
-        duplicates = _duplicates(archive, report)
     return RepairResult(
         input=str(path),
         output=str(target),
         platform_tags=filename.platform_tags,
         grafted=plan.grafts,
         patched=tuple(patched),
-        duplicates=duplicates,
+        duplicates=report.duplicates,
+        unrecorded=report.unrecorded,
     )
 
 
@@ -267,16 +269,3 @@ def _sbom(archive: WheelArchive, output_name: str, plan: RepairPlan) -> bytes:
     ]
     name = archive.filename
     return sbom_bytes(build_sbom(name.name, name.version, output_name, grafted))
-
-
-def _duplicates(archive: WheelArchive, report: WheelReport) -> tuple[tuple[str, ...], ...]:
-    """ELF files of the wheel that are probably the same library twice: same SONAME, or the same
-    size and CRC-32 (free from the zip directory; no hashing)."""
-    groups: dict[object, list[str]] = {}
-    for m in report.members:
-        info = archive.member(m.path)
-        groups.setdefault(("content", info.file_size, info.crc), []).append(m.path)
-        if m.elf.soname:
-            groups.setdefault(("soname", m.elf.soname), []).append(m.path)
-    unique = {tuple(sorted(set(g))) for g in groups.values() if len(set(g)) > 1}
-    return tuple(sorted(unique))

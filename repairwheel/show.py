@@ -19,6 +19,10 @@ def format_report(report: WheelReport) -> str:
     ]
     for member, why in report.ignored:
         lines.append(f"ignored: {member}: {why}")
+    for member in report.unrecorded:
+        lines.append(f"note: {member} is missing from RECORD (audited all the same)")
+    for group in report.duplicates:
+        lines.append(f"note: these ELF files look like copies of one library: {', '.join(group)}")
     if v.versioned_symbols:
         lines.append("Versioned symbols needed from system libraries:")
         lines += [f"  {lib}: {', '.join(vers)}" for lib, vers in v.versioned_symbols.items()]
