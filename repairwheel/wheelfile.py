@@ -233,6 +233,7 @@ class WheelArchive:
             raise self._error(f"cannot open: {exc.strerror}") from None
         self._fd = self._file.fileno()
         self._data_offsets: dict[str, int] = {}
+        self._verified: set[str] = set()  # members whose size and CRC a read has checked
         try:
             infos, start_dir = self._read_directory()
             self._infos = self._check_members(infos)
@@ -520,6 +521,13 @@ class WheelArchive:
             raise self._error(f"member {name!r} is shorter than its declared size")
         if crc != info.CRC:
             raise self._error(f"member {name!r} fails its CRC check")
+        self._verified.add(name)
+
+    def verify(self, name: str) -> None:
+        """Check the member's size and CRC (inflating it) unless a read already did."""
+        if name not in self._verified:
+            for _ in self._contents(self._info(name), _CHUNK, _OUT_CHUNK):
+                pass
 
     def _inflate(
         self, info: zipfile.ZipInfo, pieces: Iterator[bytes], out_chunk: int
@@ -609,15 +617,18 @@ class WheelWriter:
     def copy(self, archive: WheelArchive, name: str) -> None:
         """Copy a member as its compressed bytes, with its CRC, sizes, method, mode and comment.
 
-        Its RECORD row is the input's when that is a sha256 row of the right size (the zip CRC
-        still guards the bytes, and hashing would mean inflating every member); otherwise the
-        hash is computed. The input's RECORD and signatures are skipped: RECORD is regenerated
-        and the signatures would no longer match.
+        The member is checked against its CRC first (members already read are not inflated
+        again), so a corrupt input is refused rather than passed on. Its RECORD row is the
+        input's when that is a sha256 row of the right size (hashing would mean hashing every
+        member); otherwise the hash is computed. The input's RECORD and signatures are skipped:
+        RECORD is regenerated and the signatures would no longer match.
         """
         if name in self._not_copied:
             return
         info = archive._info(name)
         self._claim(name)
+        if not info.is_dir():
+            archive.verify(name)
         digest = None if info.is_dir() else _copied_hash(archive, name, info.file_size)
         entry = _Entry(
             name=name,
