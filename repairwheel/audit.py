@@ -137,6 +137,7 @@ def analyze_wheel(
                 spill_dir=spill_dir,
             )
     wheel = archive.path.name
+    archive.check_metadata()
     members = list(scan_elf_members(archive, spill_dir=spill_dir))
     in_purelib = [m.path for m in members if _in_purelib(m.path)]
     if in_purelib:

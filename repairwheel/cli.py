@@ -204,6 +204,8 @@ def _print_result(result: object) -> None:
     from .repair import RepairResult
 
     assert isinstance(result, RepairResult)
+    if not result.grafted and not result.pure:
+        print(f"{os.path.basename(result.input)}: nothing to graft")
     for graft in result.grafted:
         print(f"grafted {graft.soname} ({graft.source}) as {graft.member}")
     for patched in result.patched:

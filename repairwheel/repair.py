@@ -88,7 +88,6 @@ def repair_wheel(
 ) -> RepairResult:
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
     path, out = Path(path), Path(out_dir)
-    _make_out_dir(out)
     with WheelArchive(path) as archive, tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
         try:
             report = analyze_wheel(
@@ -101,13 +100,13 @@ def repair_wheel(
         except NotPlatformWheelError:
             if not (allow_pure_python_wheel and archive.filename.is_pure):
                 raise
+            _make_out_dir(out)
             return _copy_pure(path, out)
         policies = choose_policies(report, plat, only_plat=only_plat)
         plan = make_plan(report, policies, lib_sdir=lib_sdir)
-        if not plan.grafts and not plan.patches:
-            log.info("%s: nothing to graft", report.wheel)
         changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
         filename, wheel_text = _retag(archive, plan, update_tags)
+        _make_out_dir(out)
         target = out / str(filename)
         try:
             _write(archive, target, plan, changed, wheel_text, compression_level)
@@ -142,9 +141,11 @@ def _copy_pure(path: Path, out: Path) -> RepairResult:
     try:
         shutil.copyfile(path, tmp)
         os.replace(tmp, target)
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C included: never leave the temp file behind
         tmp.unlink(missing_ok=True)
-        raise WheelError(f"{target}: cannot write: {exc.strerror}") from None
+        if isinstance(exc, OSError):
+            raise WheelError(f"{target}: cannot write: {exc.strerror}") from None
+        raise
     return result
 
 
@@ -202,7 +203,7 @@ def _retag(
     tags += plan.platform_tags
     wheel_path = f"{archive.dist_info}/WHEEL"
     old = archive.read(wheel_path)
-    new_name, text = replace_platform_tags(filename, old, tags)
+    new_name, text = replace_platform_tags(filename, old, tags)  # check_metadata: it is UTF-8
     return new_name, (text if text != old else None)
 
 

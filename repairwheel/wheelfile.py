@@ -65,7 +65,6 @@ _DEFLATE_BLOCK = 1 << 20
 _WINDOW = 1 << 15
 _CHUNK = 1 << 20
 _OUT_CHUNK = 8 << 20
-_SHA256_HASH = re.compile(r"sha256=[A-Za-z0-9_-]{43}")
 _RECORD_HASH = re.compile(r"[A-Za-z0-9_]+=[A-Za-z0-9_-]+=*")
 _TAG = re.compile(r"[A-Za-z0-9_]+")
 _DRIVE = re.compile("[A-Za-z]:")
@@ -233,7 +232,7 @@ class WheelArchive:
             raise self._error(f"cannot open: {exc.strerror}") from None
         self._fd = self._file.fileno()
         self._data_offsets: dict[str, int] = {}
-        self._verified: set[str] = set()  # members whose size and CRC a read has checked
+        self._digests: dict[str, str] = {}  # sha256 of members a full read has checked
         try:
             infos, start_dir = self._read_directory()
             self._infos = self._check_members(infos)
@@ -313,13 +312,6 @@ class WheelArchive:
             and self.head(member.name, len(_ELF_MAGIC)) == _ELF_MAGIC
         ]
 
-    def member_hash(self, name: str, algorithm: str = "sha256") -> str:
-        """The member's RECORD-style hash, computed by streaming (size and CRC checked)."""
-        digest = hashlib.new(algorithm)
-        for piece in self._contents(self._info(name), _CHUNK, _OUT_CHUNK):
-            digest.update(piece)
-        return f"{algorithm}={_b64(digest.digest())}"
-
     @property
     def record_path(self) -> str:
         return f"{self.dist_info}/RECORD"
@@ -341,6 +333,18 @@ class WheelArchive:
             root_is_purelib=message.get("Root-Is-Purelib", "").strip().lower() == "true",
             tags=tuple(tag.strip() for tag in message.get_all("Tag", [])),
         )
+
+    def check_metadata(self) -> None:
+        """Refuse a wheel whose WHEEL or METADATA an installer would reject: WHEEL must parse
+        with a 1.x Wheel-Version, METADATA must be UTF-8 with a Name and a Version."""
+        self.wheel_metadata  # noqa: B018 (parsing is the check)
+        path = f"{self.dist_info}/METADATA"
+        if path not in self._infos:
+            raise self._error(f"{path} is missing")
+        message = email.parser.Parser().parsestr(self._text(path), headersonly=True)
+        for field in ("Name", "Version"):
+            if not (message.get(field) or "").strip():
+                raise self._error(f"{path} has no {field}")
 
     @cached_property
     def record(self) -> tuple[RecordRow, ...]:
@@ -399,7 +403,14 @@ class WheelArchive:
         algorithm = recorded.split("=", 1)[0]
         if algorithm not in _RECORD_ALGORITHMS:
             return f"RECORD uses unsupported hash {algorithm!r}"
-        if self.member_hash(name, algorithm) != recorded.rstrip("="):
+        if algorithm == "sha256":
+            actual = self.digest(name)
+        else:
+            hasher = hashlib.new(algorithm)
+            for piece in self._contents(self._info(name), _CHUNK, _OUT_CHUNK):
+                hasher.update(piece)
+            actual = f"{algorithm}={_b64(hasher.digest())}"
+        if actual != recorded.rstrip("="):
             return "hash differs from RECORD"
         return None
 
@@ -511,23 +522,27 @@ class WheelArchive:
         if info.compress_type == zipfile.ZIP_DEFLATED:
             pieces = self._inflate(info, pieces, out_chunk)
         size = crc = 0
+        digest = hashlib.sha256()
         for piece in pieces:
             size += len(piece)
             if size > info.file_size:
                 raise self._error(f"member {name!r} inflates beyond its declared size")
             crc = zlib.crc32(piece, crc)
+            digest.update(piece)
             yield piece
         if size != info.file_size:
             raise self._error(f"member {name!r} is shorter than its declared size")
         if crc != info.CRC:
             raise self._error(f"member {name!r} fails its CRC check")
-        self._verified.add(name)
+        self._digests[name] = f"sha256={_b64(digest.digest())}"
 
-    def verify(self, name: str) -> None:
-        """Check the member's size and CRC (inflating it) unless a read already did."""
-        if name not in self._verified:
+    def digest(self, name: str) -> str:
+        """The member's RECORD hash, size and CRC checked; computed once, by the first read
+        (reads hash as they go: sha256 runs at over 1 GB/s, inflating is the cost)."""
+        if name not in self._digests:
             for _ in self._contents(self._info(name), _CHUNK, _OUT_CHUNK):
                 pass
+        return self._digests[name]
 
     def _inflate(
         self, info: zipfile.ZipInfo, pieces: Iterator[bytes], out_chunk: int
@@ -597,9 +612,12 @@ class WheelWriter:
     def __enter__(self) -> WheelWriter:
         try:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            self._out = open(fd, "wb", buffering=_CHUNK)
         except OSError as exc:
             raise WheelError(f"{self.path}: cannot write: {exc.strerror}") from None
-        self._out = open(fd, "wb", buffering=_CHUNK)
+        except BaseException:  # Ctrl-C may land once the file exists: do not leave it behind
+            self._tmp.unlink(missing_ok=True)
+            raise
         return self
 
     def __exit__(
@@ -617,19 +635,16 @@ class WheelWriter:
     def copy(self, archive: WheelArchive, name: str) -> None:
         """Copy a member as its compressed bytes, with its CRC, sizes, method, mode and comment.
 
-        The member is checked against its CRC first (members already read are not inflated
-        again), so a corrupt input is refused rather than passed on. Its RECORD row is the
-        input's when that is a sha256 row of the right size (hashing would mean hashing every
-        member); otherwise the hash is computed. The input's RECORD and signatures are skipped:
+        The member is checked against its CRC and hashed for RECORD first (members already read
+        are not inflated again), so a corrupt input is refused rather than passed on and RECORD
+        is right whatever the input's said. The input's RECORD and signatures are skipped:
         RECORD is regenerated and the signatures would no longer match.
         """
         if name in self._not_copied:
             return
         info = archive._info(name)
         self._claim(name)
-        if not info.is_dir():
-            archive.verify(name)
-        digest = None if info.is_dir() else _copied_hash(archive, name, info.file_size)
+        digest = None if info.is_dir() else archive.digest(name)
         entry = _Entry(
             name=name,
             method=info.compress_type,
@@ -822,13 +837,6 @@ def _deflate(data: Bytes, level: int) -> list[bytes]:
         return list(pool.map(block, starts))
 
 
-def _copied_hash(archive: WheelArchive, name: str, size: int) -> str:
-    row = archive.record_row(name)
-    if row is not None and row.size == size and _SHA256_HASH.fullmatch(row.hash):
-        return row.hash
-    return archive.member_hash(name)
-
-
 def _unsafe_name(name: str) -> str | None:
     """Why a member name could escape or alias its place in the install tree; None if it cannot."""
     if "\x00" in name:
@@ -853,6 +861,10 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "is a symbolic link"
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         return f"is a special file (type {kind:#o})"
+    if kind == stat.S_IFDIR and not info.is_dir():
+        return "has a directory's mode but no trailing '/'"
+    if info.is_dir() and (info.file_size or info.compress_size > 2):
+        return "is a directory entry holding data"
     if info.flag_bits & _ENCRYPTED:
         return "is encrypted"
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):

@@ -450,7 +450,7 @@ def test_plat_below_the_glibc_need_writes_nothing(build: Build, tmp_path: Path) 
     out = tmp_path / "out"
     proc = cli("fix", "--plat", "manylinux2014_x86_64", "-w", str(out), str(built.path))
     assert proc.returncode != 0
-    assert list(out.iterdir()) == []
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 # 8. --lib-sdir.
@@ -566,11 +566,6 @@ def _with_record_hash(wheel: Path, member: str, digest: str) -> None:
             zf.writestr(name, data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copied members keep the input's RECORD row unchecked (WheelWriter.copy, "
-    "_copied_hash): a wrong hash of the right size is carried into the output",
-)
 def test_wrong_record_hash_in_the_input_is_not_carried_over(build: Build, tmp_path: Path) -> None:
     built = build(RAW_COPY_SPEC)
     _with_record_hash(built.path, "demo/words.py", record_hash(WORDS.upper()))
