@@ -88,7 +88,8 @@ def repair_wheel(
 ) -> RepairResult:
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
     path, out = Path(path), Path(out_dir)
-    with WheelArchive(path) as archive, tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
+    archive = WheelArchive(path, hash_reads=True)
+    with archive, tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
         try:
             report = analyze_wheel(
                 archive,
