@@ -106,8 +106,8 @@ class PatchOps:
             or self.remove_rpath
         )
 
-    def arguments(self, file: str | os.PathLike[str]) -> list[str]:
-        """patchelf's arguments in auditwheel's order; ``file`` made absolute, never an option."""
+    def arguments(self, *files: str | os.PathLike[str]) -> list[str]:
+        """patchelf's arguments in auditwheel's order; files made absolute, never options."""
         args: list[str] = []
         if self.set_soname is not None:
             args += ["--set-soname", self.set_soname]
@@ -119,7 +119,7 @@ class PatchOps:
             args.append("--remove-rpath")
         if self.rpath is not None:
             args += ["--force-rpath", "--set-rpath", self.rpath]
-        args.append(os.path.abspath(file))
+        args += [os.path.abspath(file) for file in files]
         return args
 
     def expected(self, elf: ElfFile) -> Expectation:
@@ -189,6 +189,9 @@ def strip(path: str | os.PathLike[str], *, display_name: str | None = None) -> N
     _run([tool, "-s", os.path.abspath(path)], name, "strip")
 
 
+BATCH_SIZE = 64  # files per patchelf process when several files need the same operations
+
+
 def apply_patches(
     patchelf: Patchelf,
     jobs: Sequence[tuple[Path, PatchOps]],
@@ -197,11 +200,13 @@ def apply_patches(
     strip_first: bool = False,
     display_names: Mapping[Path, str] | None = None,
 ) -> list[PatchReport]:
-    """Patch every file with one patchelf call each, in parallel, and verify each result.
+    """Patch every file, in parallel, and verify each result.
 
-    ``display_names`` maps a job's path to the name errors use (e.g. its path inside the
-    wheel). Raises PatchError for the first failing file in job order; pending files are
-    not started once a failure is seen. Reports come back in job order.
+    Files needing the same operations (a wheel of many extensions in one folder) share one
+    patchelf process, up to BATCH_SIZE at a time: process start-up, not patching, is the cost
+    for small files. ``display_names`` maps a job's path to the name errors use (e.g. its path
+    inside the wheel). Raises PatchError for the first failing batch in job order; pending
+    batches are not started once a failure is seen. Reports come back in job order.
     """
     paths = [Path(path).resolve() for path, _ in jobs]
     if len(set(paths)) != len(paths):
@@ -211,39 +216,66 @@ def apply_patches(
     if not jobs:
         return []
     names = display_names or {}
-    pool = ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(jobs)))
+    groups: dict[PatchOps, list[Path]] = {}
+    for path, ops in jobs:
+        groups.setdefault(ops, []).append(path)
+    batches = [
+        (ops, files[i : i + BATCH_SIZE])
+        for ops, files in groups.items()
+        for i in range(0, len(files), BATCH_SIZE)
+    ]
+    pool = ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(batches)))
     try:
-        results = pool.map(
-            lambda job: _patch_one(patchelf, job[0], job[1], names.get(job[0]), strip_first),
-            jobs,
+        done = pool.map(
+            lambda batch: _patch_batch(patchelf, batch[1], batch[0], names, strip_first), batches
         )
-        return list(results)
+        reports = {report.path: report for batch in done for report in batch}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return [reports[Path(path)] for path, _ in jobs]
 
 
-def _patch_one(
-    patchelf: Patchelf, path: Path, ops: PatchOps, display_name: str | None, strip_first: bool
-) -> PatchReport:
-    name = display_name or os.fspath(path)
+def _patch_batch(
+    patchelf: Patchelf,
+    paths: Sequence[Path],
+    ops: PatchOps,
+    names: Mapping[Path, str],
+    strip_first: bool,
+) -> list[PatchReport]:
+    shown = {path: names.get(path) or os.fspath(path) for path in paths}
     if strip_first:
-        strip(path, display_name=name)
-    try:
-        before = read_elf(path, name=name)
-    except ElfError as exc:
-        raise PatchError(f"cannot patch {exc}") from exc
-    size_before = os.path.getsize(path)
-    if not ops.changes_nothing:
-        expectation = ops.expected(before)
-        _run([os.fspath(patchelf.path), *ops.arguments(path)], name, "patchelf")
+        for path in paths:
+            strip(path, display_name=shown[path])
+    before = {}
+    for path in paths:
         try:
-            after = read_elf(path, name=name)
+            before[path] = read_elf(path, name=shown[path])
         except ElfError as exc:
-            raise PatchError(f"patchelf wrote an unreadable file: {exc}") from exc
-        problems = expectation.mismatches(after)
-        if problems:
-            raise PatchError(f"{name}: patchelf produced a wrong file: {'; '.join(problems)}")
-    return PatchReport(Path(path), name, size_before, os.path.getsize(path))
+            raise PatchError(f"cannot patch {exc}") from exc
+    sizes = {path: os.path.getsize(path) for path in paths}
+    if not ops.changes_nothing:
+        try:
+            _run([os.fspath(patchelf.path), *ops.arguments(*paths)], shown[paths[0]], "patchelf")
+        except PatchError:
+            if len(paths) == 1:
+                raise
+            # Find the file patchelf choked on; the operations are idempotent, so files it
+            # had already done are simply done again.
+            for path in paths:
+                _run([os.fspath(patchelf.path), *ops.arguments(path)], shown[path], "patchelf")
+        for path in paths:
+            _check(path, shown[path], ops.expected(before[path]))
+    return [PatchReport(path, shown[path], sizes[path], os.path.getsize(path)) for path in paths]
+
+
+def _check(path: Path, name: str, expectation: Expectation) -> None:
+    try:
+        after = read_elf(path, name=name)
+    except ElfError as exc:
+        raise PatchError(f"patchelf wrote an unreadable file: {exc}") from exc
+    problems = expectation.mismatches(after)
+    if problems:
+        raise PatchError(f"{name}: patchelf produced a wrong file: {'; '.join(problems)}")
 
 
 def _run(argv: list[str], name: str, tool: str) -> None:

@@ -55,16 +55,16 @@ def _explain(checks: list[PolicyCheck]) -> list[str]:
     """One line per distinct obstacle (all files sharing it folded into one), with the range
     of tags it blocks; those blocking the most tags (the nearest to the one reached) first."""
     spans: dict[tuple[str, str | None, str | None], list[str]] = {}
-    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, list[str]]] = {}
+    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, dict[str, None]]] = {}
     for check in checks:
         for first, files in group_blockers(check.as_is_blockers):
             spans.setdefault(first.key, []).append(check.tag)
-            _, known = groups.setdefault(first.key, (first, []))
-            known.extend(f for f in files if f not in known)
+            groups.setdefault(first.key, (first, {}))[1].update(dict.fromkeys(files))
     lines = []
+    # The obstacles that block the most tags (those nearest the one reached) come first.
     for key, tags in sorted(spans.items(), key=lambda item: -len(item[1])):
         first, files = groups[key]
         span = tags[0] if len(tags) == 1 else f"{tags[0]} … {tags[-1]}"
         fix = " [fix grafts it]" if first.kind == "external-library" and first.detail else ""
-        lines.append(f"{span}: {describe_group(first, files)}{fix}")
+        lines.append(f"{span}: {describe_group(first, list(files))}{fix}")
     return lines

@@ -83,11 +83,9 @@ class Blocker:
 
 def group_blockers(blockers: Iterable[Blocker]) -> list[tuple[Blocker, tuple[str, ...]]]:
     """Fold blockers that differ only in the file: (first blocker, every file with it)."""
-    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, list[str]]] = {}
+    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, dict[str, None]]] = {}
     for blocker in blockers:
-        first, files = groups.setdefault(blocker.key, (blocker, []))
-        if blocker.file not in files:
-            files.append(blocker.file)
+        groups.setdefault(blocker.key, (blocker, {}))[1][blocker.file] = None
     return [(first, tuple(files)) for first, files in groups.values()]
 
 
@@ -178,9 +176,12 @@ def _symbol_blockers(
 ) -> list[Blocker]:
     """Versions ``policy`` does not allow, with the file and library needing each."""
     blockers: list[Blocker] = []
+    verdicts: dict[frozenset[str], tuple[str, ...]] = {}  # files mostly share their needs
     for file, member in sources:
         for library, versions in sorted(member.versioned_symbols.items()):
-            for version in policy.disallowed_versions(arch, versions):
+            if versions not in verdicts:
+                verdicts[versions] = policy.disallowed_versions(arch, versions)
+            for version in verdicts[versions]:
                 blockers.append(
                     Blocker(
                         "symbol-version",
@@ -252,8 +253,12 @@ def decide(
             break
         external: dict[str, Dependency] = {}
         needers: dict[str, list[str]] = {}  # soname -> the wheel files that load it
+        closures: dict[int, dict[str, Dependency]] = {}  # roots often share one resolution
         for deps in roots:
-            for name, dep in external_closure(deps, policy.whitelist).items():
+            key = id(deps.libraries)
+            if key not in closures:
+                closures[key] = external_closure(deps, policy.whitelist)
+            for name, dep in closures[key].items():
                 external.setdefault(name, dep)
                 needers.setdefault(name, []).append(deps.member.path)
         ext_names_any.update(external)
