@@ -119,6 +119,17 @@ def _add_ldpaths(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
+    """The options ``show`` and ``fix`` share (auditwheel's names)."""
+    _add_ldpaths(p)
+    p.add_argument(
+        "--disable-isa-ext-check",
+        action="store_true",
+        help="do not lower the tag for x86-64-v2/v3/v4 instruction-set requirements",
+    )
+    p.add_argument("--allow-pure-python-wheel", action="store_true", help=pure)
+
+
 def _add_show(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "show",
@@ -128,17 +139,7 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("wheel", help="the wheel file")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema v1)")
-    _add_ldpaths(p)
-    p.add_argument(
-        "--disable-isa-ext-check",
-        action="store_true",
-        help="do not lower the tag for x86-64-v2/v3/v4 instruction-set requirements",
-    )
-    p.add_argument(
-        "--allow-pure-python-wheel",
-        action="store_true",
-        help="exit 0 for a pure Python wheel instead of reporting an error",
-    )
+    _add_audit_options(p, pure="exit 0 for a pure Python wheel instead of reporting an error")
     p.set_defaults(func=_cmd_show)
 
 
@@ -273,16 +274,8 @@ def _add_fix(sub: argparse._SubParsersAction) -> None:
             help="zlib level 0-9 for changed members (default -1 = 6; env "
             "REPAIRWHEEL_ZIP_COMPRESSION_LEVEL / AUDITWHEEL_ZIP_COMPRESSION_LEVEL)",
         )
-        _add_ldpaths(p)
-        p.add_argument(
-            "--disable-isa-ext-check",
-            action="store_true",
-            help="do not lower the tag for x86-64-v2/v3/v4 instruction-set requirements",
-        )
-        p.add_argument(
-            "--allow-pure-python-wheel",
-            action="store_true",
-            help="copy a pure Python wheel to the output folder instead of failing",
+        _add_audit_options(
+            p, pure="copy a pure Python wheel to the output folder instead of failing"
         )
         p.add_argument("--json", action="store_true", help="machine-readable summary")
         p.set_defaults(func=_cmd_fix)
