@@ -14,7 +14,9 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +91,11 @@ def repair_wheel(
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
     path, out = Path(path), Path(out_dir)
     archive = WheelArchive(path, hash_reads=True)
-    with archive, tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
+    with (
+        archive,
+        tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp,
+        _check_others_in_background(archive) as others_checked,
+    ):
         try:
             report = analyze_wheel(
                 archive,
@@ -107,6 +113,7 @@ def repair_wheel(
         plan = make_plan(report, policies, lib_sdir=lib_sdir)
         changed, patched = _patch(archive, report, plan, Path(tmp), strip_symbols)
         filename, wheel_text = _retag(archive, plan, update_tags)
+        others_checked()  # a corrupt member fails here, before anything is written
         _make_out_dir(out)
         target = out / str(filename)
         try:
@@ -122,6 +129,31 @@ def repair_wheel(
         duplicates=report.duplicates,
         unrecorded=report.unrecorded,
     )
+
+
+@contextlib.contextmanager
+def _check_others_in_background(archive: WheelArchive) -> Iterator[Callable[[], None]]:
+    """CRC-check and hash the non-ELF members (they are copied, so RECORD needs their hashes)
+    on a thread while the audit reads the ELF ones, using the core the audit leaves idle.
+    Yields a function that waits and re-raises a failure; the thread is stopped and joined
+    before the archive can close."""
+    elf = set(archive.elf_members())
+    others = [m.name for m in archive.members if not m.is_dir and m.name not in elf]
+    stop = threading.Event()
+
+    def check() -> None:
+        for name in others:
+            if stop.is_set():
+                return
+            archive.digest(name)
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(check)
+    try:
+        yield future.result
+    finally:
+        stop.set()
+        pool.shutdown(wait=True)
 
 
 def _make_out_dir(out: Path) -> None:

@@ -307,13 +307,17 @@ class WheelArchive:
 
     def elf_members(self) -> list[str]:
         """Every file member that starts with the ELF magic, whatever RECORD or its name say."""
-        return [
+        return list(self._elf_members)
+
+    @cached_property
+    def _elf_members(self) -> tuple[str, ...]:
+        return tuple(
             member.name
             for member in self.members
             if not member.is_dir
             and member.file_size >= len(_ELF_MAGIC)
             and self.head(member.name, len(_ELF_MAGIC)) == _ELF_MAGIC
-        ]
+        )
 
     @property
     def record_path(self) -> str:
