@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -112,33 +112,36 @@ def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> Elf
 
 def scan_elf_members(
     archive: WheelArchive, *, workers: int | None = None, spill_dir: str | None = None
-) -> Iterator[ElfMember]:
-    """Yield every ELF member of the wheel, in archive order.
+) -> list[ElfMember]:
+    """Every ELF member of the wheel, in archive order.
 
-    Members that are not well-formed ELF files raise ElfError naming the wheel and the member.
+    Members are read on ``workers`` threads, largest first, so the one big library of a wheel
+    like torch starts at once instead of after everything before it. Each task reads its own
+    member, so at most ``workers`` members are in memory at a time. Members that are not
+    well-formed ELF files raise ElfError naming the wheel and the member.
     """
     names = archive.elf_members()
     sizes = {name: archive.member(name).file_size for name in names}
     workers = workers or min(len(names), os.cpu_count() or 1) or 1
     with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
         if workers == 1:
+            found = []
             for name in names:
-                yield _read_member(archive, name, spill_dir)
+                found.append(_read_member(archive, name, spill_dir))
                 progress.advance(sizes[name])
-            return
+            return found
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            # Bounded look-ahead keeps at most ~2 members per worker in memory at once.
-            pending: list[Future[ElfMember]] = []
-            for name in names:
-                pending.append(pool.submit(_read_member, archive, name, spill_dir))
-                if len(pending) >= 2 * workers:
-                    member = pending.pop(0).result()
-                    progress.advance(sizes[member.path])
-                    yield member
-            for future in pending:
-                member = future.result()
-                progress.advance(sizes[member.path])
-                yield member
+            futures = {
+                name: pool.submit(_read_member, archive, name, spill_dir)
+                for name in sorted(names, key=sizes.__getitem__, reverse=True)
+            }
+            try:
+                for future in as_completed(futures.values()):
+                    progress.advance(sizes[future.result().path])
+            finally:
+                for future in futures.values():
+                    future.cancel()
+            return [futures[name].result() for name in names]
 
 
 def read_host_member(path: str) -> ElfMember:
