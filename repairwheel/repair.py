@@ -30,6 +30,9 @@ from .wheelfile import WheelArchive, WheelFilename, WheelWriter, replace_platfor
 
 log = logging.getLogger(__name__)
 
+SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
+_SHM = "/dev/shm"
+
 _SHIM = '''#!python
 """Launcher: repairwheel moved the real program to {dest} when it grafted its libraries."""
 import os
@@ -224,10 +227,6 @@ def _patch(
     for r in reports:
         log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
     return staged, reports
-
-
-SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
-_SHM = "/dev/shm"
 
 
 def _small_bytes(archive: WheelArchive, plan: RepairPlan, report: WheelReport) -> int:
