@@ -141,8 +141,6 @@ class Segment(NamedTuple):
 
 
 PT_LOAD = 1
-PT_GNU_STACK = 0x6474E551
-PF_X = 0x1
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from .policy import Policy
 from .scan import ElfMember, is_loader
 
 X86_ISA_NAMES = {2: "x86-64-v2", 4: "x86-64-v3", 8: "x86-64-v4"}
-_LIBPYTHON = "libpython"
 
 
 @dataclass(frozen=True)
@@ -163,10 +162,6 @@ def external_closure(deps: MemberDeps, whitelist: frozenset[str]) -> dict[str, D
             found[soname] = dep
         todo.extend(dep.needed)
     return found
-
-
-def _split_version(version: str) -> str:
-    return version.partition("_")[0]
 
 
 def _symbol_blockers(
