@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Callable
 
 from ._version import __version__
-from .errors import RepairwheelError, UsageError
+from .errors import PolicyError, RepairwheelError, UsageError
 
 log = logging.getLogger("repairwheel")
 
@@ -164,10 +164,19 @@ def _compression_level(args: argparse.Namespace) -> int:
 
 
 def _plat(args: argparse.Namespace) -> str | None:
-    if args.plat is not None:
-        return args.plat
-    found = _env("REPAIRWHEEL_PLAT", "AUDITWHEEL_PLAT")
-    return found[1] if found else None
+    """The requested tag, checked before any wheel is read (a typo fails at once)."""
+    from .policy import get_policy
+
+    found = ("--plat", args.plat) if args.plat is not None else None
+    found = found or _env("REPAIRWHEEL_PLAT", "AUDITWHEEL_PLAT")
+    if found is None or found[1] == "auto":
+        return None
+    source, value = found
+    try:
+        get_policy(value)
+    except PolicyError as exc:
+        raise UsageError(f"{source}={value!r}: {exc}") from None
+    return value
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
