@@ -19,7 +19,7 @@ from packaging.utils import parse_wheel_filename
 
 from .elf import ElfFile, Machine
 from .errors import ElfError, NotPlatformWheelError, RepairwheelError, WheelError
-from .policy import Policy, load_policies
+from .policy import ARCHES, Policy, load_policies
 from .resolve import WheelFilesystem, loader_config, resolve
 from .scan import ElfMember, is_loader, read_host_member, scan_elf_members
 from .verdict import Dependency, MemberDeps, Verdict, decide
@@ -46,7 +46,6 @@ class WheelReport:
     members: tuple[ElfMember, ...]  # the ELF files that count (right arch and libc)
     ignored: tuple[tuple[str, str], ...]  # (member, why it was left out)
     dependencies: Mapping[str, MemberDeps]  # member path -> its resolved dependencies
-    roots: tuple[str, ...]  # members whose trees count for the verdict
     host_libraries: Mapping[str, ElfMember]  # host path -> facts, for every library outside
     verdict: Verdict
     duplicates: tuple[tuple[str, ...], ...] = ()  # groups of ELF members that look alike
@@ -138,7 +137,7 @@ def analyze_wheel(
             )
     wheel = archive.path.name
     archive.check_metadata()
-    members = list(scan_elf_members(archive, spill_dir=spill_dir))
+    members = scan_elf_members(archive, spill_dir=spill_dir)
     in_purelib = [m.path for m in members if _in_purelib(m.path)]
     if in_purelib:
         raise WheelError(
@@ -172,7 +171,6 @@ def analyze_wheel(
         members=tuple(kept),
         ignored=tuple(ignored),
         dependencies=dependencies,
-        roots=tuple(m.path for m in roots),
         host_libraries=host_facts,
         verdict=verdict,
         duplicates=_duplicates(archive, kept),
@@ -198,20 +196,7 @@ def _tags_facts(wheel: str) -> tuple[str | None, str | None]:
             continue
         family = plat.split("_", 1)[0]
         libcs.add(_LIBC_PREFIXES.get(family))
-        for known in (
-            "x86_64",
-            "i686",
-            "aarch64",
-            "ppc64le",
-            "ppc64",
-            "s390x",
-            "armv7l",
-            "riscv64",
-            "loongarch64",
-        ):
-            if plat.endswith("_" + known):
-                arches.add(known)
-                break
+        arches.update(known for known in ARCHES if plat.endswith("_" + known))
     arch = arches.pop() if len(arches) == 1 else None
     libc = libcs.pop() if len(libcs) == 1 else None
     return arch, libc
@@ -419,7 +404,7 @@ def _borrow_from_loaders(result: dict[str, MemberDeps]) -> dict[str, MemberDeps]
     whose tree does find it, gets it from there: at run time it is loaded that way."""
     fixed = dict(result)
     for path, deps in result.items():
-        missing = [n for n, d in deps.libraries.items() if d.path is None and not d.in_wheel]
+        missing = [n for n, d in deps.libraries.items() if d.missing]
         if not missing:
             continue
         for other in result.values():
@@ -446,5 +431,5 @@ def _duplicates(archive: WheelArchive, members: Sequence[ElfMember]) -> tuple[tu
         groups.setdefault(("content", info.file_size, info.crc), []).append(m.path)
         if m.elf.soname:
             groups.setdefault(("soname", m.elf.soname), []).append(m.path)
-    unique = {tuple(sorted(set(g))) for g in groups.values() if len(set(g)) > 1}
-    return tuple(sorted(unique))
+    # A library can match on both keys: keep each group of files once.
+    return tuple(sorted({tuple(sorted(g)) for g in groups.values() if len(g) > 1}))

@@ -13,10 +13,13 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ._version import __version__
 from .errors import PolicyError, RepairwheelError, UsageError
+
+if TYPE_CHECKING:
+    from .repair import RepairResult
 
 log = logging.getLogger("repairwheel")
 
@@ -210,10 +213,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_result(result: object) -> None:
-    from .repair import RepairResult
-
-    assert isinstance(result, RepairResult)
+def _print_result(result: RepairResult) -> None:
     if not result.grafted and not result.pure:
         print(f"{os.path.basename(result.input)}: nothing to graft")
     for graft in result.grafted:

@@ -48,9 +48,9 @@ class MemberPatch:
 
 @dataclass(frozen=True)
 class RepairPlan:
-    policy: Policy  # the policy whose whitelist decides what is grafted
+    """What a repair does: the new tags, the libraries to graft, the files to patch."""
+
     platform_tags: tuple[str, ...]  # the repaired wheel's platform tags (unsorted)
-    lib_dir: str
     grafts: tuple[Graft, ...]
     patches: tuple[MemberPatch, ...]
     removed_tags: tuple[str, ...]
@@ -160,9 +160,7 @@ def make_plan(
 
     tags = [p.tag(arch) for p in policies] + [a + "_" + arch for p in policies for a in p.aliases]
     return RepairPlan(
-        policy=policy,
         platform_tags=tuple(dict.fromkeys(tags)),
-        lib_dir=lib_dir,
         grafts=tuple(grafts),
         patches=tuple(patches),
         removed_tags=(f"linux_{arch}",),

@@ -1,8 +1,8 @@
 """Read the ELF members of a wheel into the facts the audit needs, without extracting it.
 
-Members are found by their magic bytes from the zip's central directory, inflated one at a
-time (threads: zlib and the C core release the GIL) and reduced to an :class:`ElfMember`,
-so no member's bytes outlive its parsing.
+Members are found by their magic bytes from the zip's central directory, inflated on
+threads (zlib and the C core release the GIL) and reduced to an :class:`ElfMember`, so no
+member's bytes outlive its parsing.
 """
 
 from __future__ import annotations
@@ -102,11 +102,14 @@ def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> Elf
     # A big member goes to a temp file that is mapped: the parser touches only the pages
     # holding headers and dynamic tables, so memory stays small whatever the member's size.
     # With ``spill_dir`` the file is kept, so a repair patching it need not inflate it again.
-    with tempfile.TemporaryDirectory(prefix="repairwheel-") as tmp:
-        fd, spilled = tempfile.mkstemp(dir=spill_dir or tmp, prefix="spill-")
-        os.close(fd)
+    fd, spilled = tempfile.mkstemp(dir=spill_dir, prefix="repairwheel-spill-")
+    os.close(fd)
+    try:
         archive.extract_to(name, spilled)
         elf, symbols = read_elf_and_symbols(spilled, name=label)
+    finally:
+        if spill_dir is None:
+            os.unlink(spilled)
     return replace(facts_from_symbols(name, elf, symbols), spilled=spilled if spill_dir else None)
 
 

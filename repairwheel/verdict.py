@@ -129,7 +129,6 @@ class Verdict:
     """The outcome over all policies of one libc and architecture, most compatible first."""
 
     checks: tuple[PolicyCheck, ...]
-    linux: Policy
     tag: Policy  # satisfied as it is
     repair_tag: Policy  # reachable by a repair (linux: none)
     sym_tag: Policy  # bounded by symbol versions only
@@ -306,16 +305,12 @@ def decide(
             )
 
     # Every constraint only loosens as policies get newer, so "the best policy with no
-    # blocker" equals auditwheel's minimum over the best policy of each constraint.
-    repair_tag = _best([c.policy for c in checks if not c.blockers], linux)
-    tag = _best([c.policy for c in checks if not c.as_is_blockers], linux)
-    repair_tag = _min(repair_tag, isa_cap)
-    tag = _min(tag, isa_cap)
+    # blocker" equals auditwheel's minimum over the best policy of each constraint (the ISA
+    # cap included: its blockers are on every policy above it).
     return Verdict(
         checks=tuple(checks),
-        linux=linux,
-        tag=tag,
-        repair_tag=repair_tag,
+        tag=_best([c.policy for c in checks if not c.as_is_blockers], linux),
+        repair_tag=_best([c.policy for c in checks if not c.blockers], linux),
         sym_tag=sym_best,
         versioned_symbols={k: tuple(sorted(v)) for k, v in sorted(sym_versions.items())},
         unsupported_isa=isa_cap is linux,
@@ -334,10 +329,6 @@ def _versions_of(sources: Iterable[tuple[str, ElfMember]]) -> dict[str, set[str]
 
 def _best(candidates: Sequence[Policy], linux: Policy) -> Policy:
     return max(candidates, key=lambda p: p.priority, default=linux)
-
-
-def _min(a: Policy, b: Policy) -> Policy:
-    return a if a.priority <= b.priority else b
 
 
 def _machine_cap(
