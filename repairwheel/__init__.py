@@ -14,6 +14,7 @@ from .errors import (
     PatchError,
     PolicyError,
     RepairwheelError,
+    ResourceError,
     UsageError,
     WheelError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "PolicyError",
     "RepairResult",
     "RepairwheelError",
+    "ResourceError",
     "Symbol",
     "UsageError",
     "VersionNeed",

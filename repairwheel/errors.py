@@ -49,3 +49,7 @@ class UsageError(RepairwheelError):
     """A bad command-line argument or environment variable value."""
 
     exit_code = 2
+
+
+class ResourceError(RepairwheelError):
+    """The machine ran out of something the work needs: memory, temp space, a readable file."""
