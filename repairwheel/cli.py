@@ -42,9 +42,10 @@ def _cmd_check_system(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_check_system(sub: argparse._SubParsersAction) -> None:
+def _add_check_system(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check-system",
+        parents=[_global_options(suppress=True)],
         help="which manylinux/musllinux tags this interpreter accepts",
         description="Print libc kind and version, architecture and the platform tags this "
         "interpreter accepts, most preferred first (PEP 600 _manylinux honoured).",
@@ -64,9 +65,10 @@ def _cmd_lddtree(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_lddtree(sub: argparse._SubParsersAction) -> None:
+def _add_lddtree(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "lddtree",
+        parents=[_global_options(suppress=True)],
         help="show the shared libraries an ELF file loads, resolved like ld.so",
         description="Resolve the dependency tree of an ELF file like the dynamic loader.",
     )
@@ -133,9 +135,10 @@ def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
     p.add_argument("--allow-pure-python-wheel", action="store_true", help=pure)
 
 
-def _add_show(sub: argparse._SubParsersAction) -> None:
+def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "show",
+        parents=[_global_options(suppress=True)],
         help="audit a wheel: the tag it satisfies, the tag a repair reaches, and why",
         description="Audit a wheel without extracting it: which manylinux/musllinux tag it "
         "satisfies as it is, which tag `fix` can reach, and what blocks every better tag.",
@@ -183,34 +186,66 @@ def _plat(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
+    """Repair every wheel given. Inputs and options are all checked before the first wheel is
+    written; after that a failure on one wheel is reported and the others are still repaired.
+    The exit code is the worst of them."""
+    from .plan import check_lib_sdir
     from .repair import repair_wheel
 
     level = _compression_level(args)
     plat = _plat(args)
-    results = []
+    check_lib_sdir(args.lib_sdir)
+    bad = [problem for problem in map(_input_problem, args.wheels) if problem]
+    if bad:
+        for problem in bad[:-1]:
+            print(f"repairwheel: error: {problem}", file=sys.stderr)
+        raise UsageError(bad[-1])
+    outcomes: list[dict[str, object]] = []
+    worst = 0
     for wheel in args.wheels:
-        if not os.path.isfile(wheel):
-            raise UsageError(f"{wheel}: no such file")
-        result = repair_wheel(
-            wheel,
-            args.wheel_dir,
-            plat=plat,
-            only_plat=args.only_plat,
-            exclude=args.exclude,
-            strip_symbols=args.strip,
-            lib_sdir=args.lib_sdir,
-            update_tags=args.update_tags,
-            compression_level=level,
-            ldpaths=args.ldpaths,
-            disable_isa_ext_check=args.disable_isa_ext_check,
-            allow_pure_python_wheel=args.allow_pure_python_wheel,
-        )
-        results.append(result)
+        try:
+            result = repair_wheel(
+                wheel,
+                args.wheel_dir,
+                plat=plat,
+                only_plat=args.only_plat,
+                exclude=args.exclude,
+                strip_symbols=args.strip,
+                lib_sdir=args.lib_sdir,
+                update_tags=args.update_tags,
+                compression_level=level,
+                ldpaths=args.ldpaths,
+                disable_isa_ext_check=args.disable_isa_ext_check,
+                allow_pure_python_wheel=args.allow_pure_python_wheel,
+            )
+        except RepairwheelError as exc:
+            if len(args.wheels) == 1 and not args.json:
+                raise
+            _report_error(exc, args.verbose)
+            outcomes.append({"input": wheel, "error": str(exc), "exit_code": exc.exit_code})
+            worst = max(worst, exc.exit_code)
+            continue
+        outcomes.append(result.to_json())
         if not args.json:
             _print_result(result)
     if args.json:
-        _print_json([r.to_json() for r in results])
-    return 0
+        _print_json(outcomes)
+    return worst
+
+
+def _input_problem(wheel: str) -> str | None:
+    """Why ``wheel`` cannot be an input, or None: it must be an existing file named as a wheel."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    if not os.path.exists(wheel):
+        return f"{wheel}: no such file"
+    if not os.path.isfile(wheel):
+        return f"{wheel}: not a file"
+    try:
+        parse_wheel_filename(os.path.basename(wheel))
+    except InvalidWheelFilename as exc:
+        return f"{wheel}: not a wheel file name ({exc})"
+    return None
 
 
 def _print_result(result: RepairResult) -> None:
@@ -228,10 +263,11 @@ def _print_result(result: RepairResult) -> None:
     print(f"Fixed-up wheel written to {result.output}")
 
 
-def _add_fix(sub: argparse._SubParsersAction) -> None:
+def _add_fix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name in ("fix", "repair"):
         p = sub.add_parser(
             name,
+            parents=[_global_options(suppress=True)],
             help="graft external libraries into a wheel and re-tag it"
             + (" (auditwheel's spelling of fix)" if name == "repair" else ""),
             description="Copy the external shared libraries a wheel needs into "
@@ -290,22 +326,41 @@ def _add_fix(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_cmd_fix)
 
 
+def _report_error(exc: RepairwheelError, verbose: int) -> None:
+    """One line on stderr; with -v the traceback first."""
+    if verbose:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"repairwheel: error: {exc}", file=sys.stderr)
+
+
+def _global_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """-v, accepted before and after the subcommand. Subcommands default to SUPPRESS so they
+    do not reset a count given before them."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS if suppress else 0,
+        help="more logging; tracebacks on errors",
+    )
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="repairwheel",
         description="Audit and repair Linux binary wheels for manylinux / musllinux.",
+        parents=[_global_options(suppress=False)],
     )
     parser.add_argument("-V", "--version", action="version", version=f"repairwheel {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more logging; tracebacks on errors"
-    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _COMMANDS:
         add(sub)
     return parser
 
 
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_fix,
     _add_show,
     _add_lddtree,
@@ -325,11 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except RepairwheelError as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"repairwheel: error: {exc}", file=sys.stderr)
+        _report_error(exc, args.verbose)
         return exc.exit_code
     except KeyboardInterrupt:
         print("repairwheel: interrupted", file=sys.stderr)

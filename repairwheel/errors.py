@@ -14,7 +14,9 @@ class RepairwheelError(Exception):
 
 
 class ElfError(RepairwheelError):
-    """An ELF file is malformed or unreadable."""
+    """An ELF file is malformed or unreadable (bad input: the exit code of a bad wheel)."""
+
+    exit_code = 2
 
 
 class WheelError(RepairwheelError):

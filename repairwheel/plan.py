@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 from .audit import LIBPYTHON, WheelReport
-from .elf import read_elf
-from .errors import DependencyError, PolicyError
+from .elf import ElfFile, read_elf
+from .errors import DependencyError, PolicyError, ResourceError, UsageError
 from .patch import PatchOps
 from .policy import Policy, get_policy
 from .verdict import Blocker, describe_group, external_closure, group_blockers
@@ -26,11 +26,12 @@ _SCRIPTS_SUFFIX = ".scripts"
 class Graft:
     """One host library copied into the wheel."""
 
-    soname: str  # the DT_NEEDED name it replaces
+    soname: str  # the first DT_NEEDED name (in sorted order) it replaces
     source: str  # host path it is copied from
     sha256: str  # of the source, before patching
     member: str  # its path inside the repaired wheel
     ops: PatchOps
+    replaces: tuple[str, ...] = ()  # every DT_NEEDED name that reaches this file, sorted
 
     @property
     def new_soname(self) -> str:
@@ -72,12 +73,13 @@ def choose_policies(
             newest = min(verdict.checks, key=lambda c: c.policy.priority)
             _refuse(f"cannot repair {report.wheel} to any manylinux/musllinux tag", newest.blockers)
         return (best,)
-    requested = get_policy(plat, arch, libc=report.libc)
+    requested = get_policy(plat)  # either family: a tag of the other libc is named as such
     if requested.libc != report.libc:
         raise PolicyError(
-            f"cannot repair {report.wheel} ({report.libc}) to {plat}: that is a "
-            f"{requested.libc} tag"
+            f"cannot repair {report.wheel} to {plat}: {plat} is a {requested.libc} tag and "
+            f"the wheel is built for {report.libc}"
         )
+    requested = get_policy(plat, arch, libc=report.libc)
     if requested.priority == 0:
         raise PolicyError(f"{plat} is not a manylinux/musllinux tag to repair to")
     check = next((c for c in verdict.checks if c.policy == requested), None)
@@ -105,6 +107,15 @@ def _refuse(what: str, blockers: Sequence[Blocker]) -> NoReturn:
     raise PolicyError(text)
 
 
+def check_lib_sdir(lib_sdir: str) -> None:
+    """Refuse a ``--lib-sdir`` that does not make one folder name beside the package."""
+    if not lib_sdir or any(c in lib_sdir for c in "/\\\0") or lib_sdir in (".", ".."):
+        raise UsageError(
+            f"--lib-sdir {lib_sdir!r}: expected a suffix for one folder name, such as .libs "
+            "(no '/', not empty)"
+        )
+
+
 def make_plan(
     report: WheelReport,
     policies: Sequence[Policy],
@@ -118,7 +129,9 @@ def make_plan(
     check = report.verdict.check(policy)
     filename = WheelFilename.parse(report.wheel)
     lib_dir = posixpath.normpath(filename.name + lib_sdir)
-    new_names = _graft_names(check.external_libs, lib_dir)
+    new_names = _graft_names(
+        check.external_libs, lib_dir, lambda src: _host_elf(report, src).soname
+    )
 
     patches = []
     for member in report.members:
@@ -144,10 +157,15 @@ def make_plan(
             )
         )
 
+    # Several DT_NEEDED names can reach one host file (``-lfoo`` and ``-l:libfoo.so.1``): the
+    # file is grafted once, under one member name, and every name is replaced by it.
+    by_member: dict[str, list[str]] = {}
+    for soname, (member, _, _) in sorted(new_names.items()):
+        by_member.setdefault(member, []).append(soname)
     grafts = []
-    for soname, (member, source, digest) in sorted(new_names.items()):
-        known = report.host_libraries.get(source)
-        host = known.elf if known is not None else read_elf(source)  # ElfError names the file
+    for member, sonames in by_member.items():
+        _, source, digest = new_names[sonames[0]]
+        host = _host_elf(report, source)
         needed = host.needed
         siblings = tuple((n, posixpath.basename(new_names[n][0])) for n in needed if n in new_names)
         ops = PatchOps(
@@ -156,7 +174,7 @@ def make_plan(
             rpath="$ORIGIN" if siblings else None,
             remove_rpath=not siblings and bool(host.rpath or host.runpath),
         )
-        grafts.append(Graft(soname, source, digest, member, ops))
+        grafts.append(Graft(sonames[0], source, digest, member, ops, tuple(sonames)))
 
     tags = [p.tag(arch) for p in policies] + [a + "_" + arch for p in policies for a in p.aliases]
     return RepairPlan(
@@ -167,26 +185,46 @@ def make_plan(
     )
 
 
-def _graft_names(external: dict[str, str | None], lib_dir: str) -> dict[str, tuple[str, str, str]]:
-    """soname -> (member path, source path, sha256): ``libfoo-<8 hex of sha256>.so.N``."""
+def _graft_names(
+    external: Mapping[str, str | None], lib_dir: str, own_soname: Callable[[str], str | None]
+) -> dict[str, tuple[str, str, str]]:
+    """soname -> (member path, source path, sha256): ``libfoo-<8 hex of sha256>.so.N``.
+
+    Names that reach one host file (by real path) share one member, named after the path
+    whose file name is the library's own SONAME when there is one (else the first name's).
+    """
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for soname, source in sorted(external.items()):
+        if source is not None:  # None is libpython: dropped, not grafted
+            by_file.setdefault(os.path.realpath(source), []).append((soname, source))
     names = {}
-    for soname, source in external.items():
-        if source is None:  # libpython: dropped, not grafted
-            continue
-        digest = _sha256(source)
-        base_name = os.path.basename(source)
-        base, dot, ext = base_name.partition(".")
+    for real, reaching in by_file.items():
+        digest = _sha256(real)
+        own = own_soname(reaching[0][1])
+        source = next((src for _, src in reaching if os.path.basename(src) == own), reaching[0][1])
+        base, dot, ext = os.path.basename(source).partition(".")
         if not base.endswith(f"-{digest[:8]}"):
             base = f"{base}-{digest[:8]}"
-        names[soname] = (posixpath.join(lib_dir, base + dot + ext), source, digest)
+        for soname, _ in reaching:
+            names[soname] = (posixpath.join(lib_dir, base + dot + ext), source, digest)
     return names
+
+
+def _host_elf(report: WheelReport, source: str) -> ElfFile:
+    known = report.host_libraries.get(source)
+    return known.elf if known is not None else read_elf(source)  # ElfError names the file
 
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise ResourceError(
+            f"{path}: cannot read the library to graft: {exc.strerror or exc}"
+        ) from None
     return digest.hexdigest()
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audit import WheelReport, analyze_wheel
-from .errors import NotPlatformWheelError, WheelError
+from .errors import NotPlatformWheelError, ResourceError, WheelError
 from .patch import PatchOps, PatchReport, apply_patches, find_patchelf, strip
-from .plan import Graft, RepairPlan, choose_policies, make_plan
+from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
 from .sbom import SBOM_PATH, GraftedLib, build_sbom, find_providers, sbom_bytes
 from .wheelfile import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
@@ -55,6 +55,7 @@ class RepairResult:
     patched: tuple[PatchReport, ...] = ()
     duplicates: tuple[tuple[str, ...], ...] = ()  # groups of wheel ELF files that look alike
     unrecorded: tuple[str, ...] = ()  # ELF members the input's RECORD did not list
+    ignored: tuple[tuple[str, str], ...] = ()  # (member, why): ELF files no policy applies to
     pure: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -73,6 +74,7 @@ class RepairResult:
             ],
             "duplicates": [list(group) for group in self.duplicates],
             "unrecorded": list(self.unrecorded),
+            "ignored_files": [{"file": f, "reason": r} for f, r in self.ignored],
         }
 
 
@@ -93,6 +95,7 @@ def repair_wheel(
 ) -> RepairResult:
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
     path, out = Path(path), Path(out_dir)
+    check_lib_sdir(lib_sdir)
     archive = WheelArchive(path, hash_reads=True)
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
@@ -110,6 +113,8 @@ def repair_wheel(
                 raise
             _make_out_dir(out)
             return _copy_pure(path, out)
+        for member, why in report.ignored:
+            log.warning("warning: %s: %s; it is left as it is", member, why)
         policies = choose_policies(report, plat, only_plat=only_plat)
         plan = make_plan(report, policies, lib_sdir=lib_sdir)
         small = stack.enter_context(_small_scratch(tmp, _small_bytes(archive, plan, report)))
@@ -130,6 +135,7 @@ def repair_wheel(
         patched=tuple(patched),
         duplicates=report.duplicates,
         unrecorded=report.unrecorded,
+        ignored=report.ignored,
     )
 
 
@@ -202,10 +208,16 @@ def _patch(
 
     def stage_member(name: str) -> Path:
         file = (small if archive.member(name).file_size <= SMALL_FILE else tmp) / f"m{len(staged)}"
-        if name in spilled:  # already inflated by the audit
-            os.replace(spilled[name], file)
-        else:
-            archive.extract_to(name, file)
+        try:
+            if name in spilled:  # already inflated by the audit (a move across filesystems
+                shutil.move(spilled[name], file)  # when ``small`` is in /dev/shm)
+            else:
+                archive.extract_to(name, file)
+        except OSError as exc:
+            raise ResourceError(
+                f"{archive.path.name}: {name}: cannot stage the member in {file.parent}: "
+                f"{exc.strerror or exc} (set TMPDIR to a folder with room)"
+            ) from None
         staged[name] = file
         names[file] = name
         return file
@@ -213,9 +225,14 @@ def _patch(
     for patch in plan.patches:
         jobs.append((stage_member(patch.member), patch.ops))
     for graft in plan.grafts:
-        size = os.path.getsize(graft.source)
-        file = (small if size <= SMALL_FILE else tmp) / f"g{len(staged)}"
-        shutil.copyfile(graft.source, file)
+        try:
+            size = os.path.getsize(graft.source)
+            file = (small if size <= SMALL_FILE else tmp) / f"g{len(staged)}"
+            shutil.copyfile(graft.source, file)
+        except OSError as exc:
+            raise ResourceError(
+                f"{graft.source}: cannot copy the library to graft: {exc.strerror or exc}"
+            ) from None
         file.chmod(file.stat().st_mode | stat.S_IWUSR)
         staged[graft.member] = file
         names[file] = f"{graft.member} (from {graft.source})"

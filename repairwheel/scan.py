@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
+from .errors import ResourceError
 from .progress import Progress
 from .wheelfile import WheelArchive
 
@@ -102,15 +103,31 @@ def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> Elf
     # A big member goes to a temp file that is mapped: the parser touches only the pages
     # holding headers and dynamic tables, so memory stays small whatever the member's size.
     # With ``spill_dir`` the file is kept, so a repair patching it need not inflate it again.
-    fd, spilled = tempfile.mkstemp(dir=spill_dir, prefix="repairwheel-spill-")
+    try:
+        fd, spilled = tempfile.mkstemp(dir=spill_dir, prefix="repairwheel-spill-")
+    except OSError as exc:
+        raise _spill_error(label, spill_dir, exc) from None
     os.close(fd)
     try:
-        archive.extract_to(name, spilled)
+        try:
+            archive.extract_to(name, spilled)
+        except OSError as exc:
+            raise _spill_error(label, spilled, exc) from None
         elf, symbols = read_elf_and_symbols(spilled, name=label)
-    finally:
-        if spill_dir is None:
-            os.unlink(spilled)
+    except BaseException:
+        os.unlink(spilled)
+        raise
+    if spill_dir is None:
+        os.unlink(spilled)
     return replace(facts_from_symbols(name, elf, symbols), spilled=spilled if spill_dir else None)
+
+
+def _spill_error(label: str, where: str | None, exc: OSError) -> ResourceError:
+    place = where or tempfile.gettempdir()
+    return ResourceError(
+        f"{label}: cannot inflate the member into {place}: {exc.strerror or exc} "
+        "(set TMPDIR to a folder with room)"
+    )
 
 
 def scan_elf_members(

@@ -29,7 +29,8 @@ import pytest
 
 ELF_MAGIC = b"\x7fELF"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_DIR = PROJECT_ROOT.parent / "shared" / "testdata" / "auditwheel-bundled"
+# Test wheels from the auditwheel project (MIT; their LICENSE is beside them).
+BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "auditwheel-bundled"
 
 
 @dataclass(frozen=True)
