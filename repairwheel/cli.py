@@ -82,12 +82,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .audit import analyze_wheel
     from .errors import NotPlatformWheelError
     from .show import format_report
+    from .wheelfile import WheelArchive
 
     name = os.path.basename(args.wheel)
     try:
-        report = analyze_wheel(
-            args.wheel, ldpaths=args.ldpaths, disable_isa_ext_check=args.disable_isa_ext_check
-        )
+        # hash_reads: the audit's reads of the ELF members are compared with RECORD as they
+        # go, so verify_record inflates only the other members, once.
+        with WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive:
+            report = analyze_wheel(
+                archive, ldpaths=args.ldpaths, disable_isa_ext_check=args.disable_isa_ext_check
+            )
+            record_problems = archive.verify_record()
     except NotPlatformWheelError as exc:
         pure = _is_pure_name(name)
         if pure and args.allow_pure_python_wheel:
@@ -100,9 +105,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
             _print_json({"version": 1, "wheel": name, "error": str(exc)})
         raise
     if args.json:
-        _print_json(report.to_json())
+        record = [{"file": p.path, "problem": p.problem, "fatal": p.fatal} for p in record_problems]
+        _print_json({**report.to_json(), "record_problems": record})
     else:
-        print(format_report(report))
+        print(format_report(report, record_problems))
     return 0
 
 
@@ -159,7 +165,8 @@ def _env(*names: str) -> tuple[str, str] | None:
 
 def _compression_level(args: argparse.Namespace) -> int:
     if args.zip_compression_level is not None:
-        return args.zip_compression_level
+        level: int = args.zip_compression_level
+        return level
     found = _env("REPAIRWHEEL_ZIP_COMPRESSION_LEVEL", "AUDITWHEEL_ZIP_COMPRESSION_LEVEL")
     if found is None:
         return -1
@@ -191,10 +198,12 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     The exit code is the worst of them."""
     from .plan import check_lib_sdir
     from .repair import repair_wheel
+    from .wheelfile import source_date_epoch
 
     level = _compression_level(args)
     plat = _plat(args)
     check_lib_sdir(args.lib_sdir)
+    source_date_epoch()
     bad = [problem for problem in map(_input_problem, args.wheels) if problem]
     if bad:
         for problem in bad[:-1]:

@@ -54,4 +54,5 @@ class UsageError(RepairwheelError):
 
 
 class ResourceError(RepairwheelError):
-    """The machine ran out of something the work needs: memory, temp space, a readable file."""
+    """The machine lacks something the work needs: memory, temp or disk space, a readable
+    file, a writable output folder."""

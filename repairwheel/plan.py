@@ -160,21 +160,21 @@ def make_plan(
     # Several DT_NEEDED names can reach one host file (``-lfoo`` and ``-l:libfoo.so.1``): the
     # file is grafted once, under one member name, and every name is replaced by it.
     by_member: dict[str, list[str]] = {}
-    for soname, (member, _, _) in sorted(new_names.items()):
-        by_member.setdefault(member, []).append(soname)
+    for soname, (lib_member, _, _) in sorted(new_names.items()):
+        by_member.setdefault(lib_member, []).append(soname)
     grafts = []
-    for member, sonames in by_member.items():
+    for lib_member, sonames in by_member.items():
         _, source, digest = new_names[sonames[0]]
         host = _host_elf(report, source)
         needed = host.needed
         siblings = tuple((n, posixpath.basename(new_names[n][0])) for n in needed if n in new_names)
         ops = PatchOps(
-            set_soname=posixpath.basename(member),
+            set_soname=posixpath.basename(lib_member),
             replace_needed=siblings,
             rpath="$ORIGIN" if siblings else None,
             remove_rpath=not siblings and bool(host.rpath or host.runpath),
         )
-        grafts.append(Graft(sonames[0], source, digest, member, ops, tuple(sonames)))
+        grafts.append(Graft(sonames[0], source, digest, lib_member, ops, tuple(sonames)))
 
     tags = [p.tag(arch) for p in policies] + [a + "_" + arch for p in policies for a in p.aliases]
     return RepairPlan(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audit import WheelReport, analyze_wheel
-from .errors import NotPlatformWheelError, ResourceError, WheelError
+from .errors import NotPlatformWheelError, ResourceError
 from .patch import PatchOps, PatchReport, apply_patches, find_patchelf, strip
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
@@ -126,7 +126,7 @@ def repair_wheel(
         try:
             _write(archive, target, plan, changed, wheel_text, compression_level)
         except OSError as exc:
-            raise WheelError(f"{target}: cannot write: {exc.strerror or exc}") from None
+            raise ResourceError(f"{target}: cannot write: {exc.strerror or exc}") from None
     return RepairResult(
         input=str(path),
         output=str(target),
@@ -168,7 +168,7 @@ def _make_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WheelError(f"{out}: cannot create the output folder: {exc.strerror}") from None
+        raise ResourceError(f"{out}: cannot create the output folder: {exc.strerror}") from None
 
 
 def _copy_pure(path: Path, out: Path) -> RepairResult:
@@ -185,7 +185,7 @@ def _copy_pure(path: Path, out: Path) -> RepairResult:
     except BaseException as exc:  # Ctrl-C included: never leave the temp file behind
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise WheelError(f"{target}: cannot write: {exc.strerror}") from None
+            raise ResourceError(f"{target}: cannot write: {exc.strerror}") from None
         raise
     return result
 
@@ -304,11 +304,12 @@ def _write(
             progress.advance(member.compress_size)
             name = member.name
             if name in changed:
-                keep = {"mode": member.mode or 0o755, "date_time": member.date_time, "level": level}
+                mode, when = member.mode or 0o755, member.date_time
                 with _mapped(changed[name]) as data:
-                    writer.add(moved.get(name, name), data, **keep)
+                    writer.add(moved.get(name, name), data, mode=mode, date_time=when, level=level)
                 if name in moved:
-                    writer.add(name, _SHIM.format(dest=moved[name]).encode(), **keep)
+                    shim = _SHIM.format(dest=moved[name]).encode()
+                    writer.add(name, shim, mode=mode, date_time=when, level=level)
             elif name == wheel_path and wheel_text is not None:
                 writer.add(
                     name,

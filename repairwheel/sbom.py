@@ -38,7 +38,7 @@ from urllib.parse import quote
 from packaging.utils import canonicalize_name
 
 from ._version import __version__
-from .errors import RepairwheelError
+from .wheelfile import source_date_epoch
 
 SBOM_PATH = "sboms/repairwheel.cdx.json"
 """Where the document goes, relative to the wheel's ``.dist-info`` directory."""
@@ -54,7 +54,38 @@ _MERGED_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32", "lib
 _DPKG_GLOB = re.compile(r"([*?\[\\])")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _RPM_FORMAT = "%{NAME}\t%{EPOCH}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n"
-_DPKG_FORMAT = "${binary:Package}\t${Package}\t${Version}\t${Architecture}\n"
+# One tab-separated line per package instance. ``${db:Status-Abbrev}`` (e.g. ``ii``) tells an
+# installed instance from a removed one whose record (and version) dpkg still keeps.
+_DPKG_FORMAT = "${Package}\t${Architecture}\t${Version}\t${db:Status-Abbrev}\n"
+_DPKG_GONE = frozenset("nc")
+"""Second letter of ``db:Status-Abbrev`` for an instance whose files are not installed."""
+
+# Package-manager architecture names (dpkg's and rpm's) of the code an ELF header describes,
+# keyed by (e_machine, 64-bit, little-endian); None stands for either value. Only used to choose
+# among several owners of one file; a package's own Architecture is what the purl names (a
+# biarch package such as amd64's libc6-i386 ships i386 code).
+_ELF_ARCHES: dict[tuple[int, bool | None, bool | None], frozenset[str]] = {
+    (3, False, True): frozenset({"i386", "i486", "i586", "i686", "athlon"}),
+    (62, True, True): frozenset({"amd64", "x86_64"}),
+    (62, False, True): frozenset({"x32"}),
+    (183, True, True): frozenset({"arm64", "aarch64"}),
+    (40, False, True): frozenset({"armhf", "armel", "armv7hl", "armv7l", "armv6hl"}),
+    (20, False, False): frozenset({"powerpc", "ppc"}),
+    (21, True, True): frozenset({"ppc64el", "ppc64le"}),
+    (21, True, False): frozenset({"ppc64"}),
+    (22, True, False): frozenset({"s390x"}),
+    (243, True, True): frozenset({"riscv64"}),
+    (258, True, True): frozenset({"loong64", "loongarch64"}),
+    (8, True, True): frozenset({"mips64el"}),
+    (8, False, True): frozenset({"mipsel"}),
+    (8, False, False): frozenset({"mips"}),
+    (43, True, False): frozenset({"sparc64"}),
+    (0x9026, None, None): frozenset({"alpha"}),
+    (4, None, None): frozenset({"m68k"}),
+    (15, None, None): frozenset({"hppa"}),
+    (42, None, None): frozenset({"sh4"}),
+    (50, None, None): frozenset({"ia64"}),
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +101,9 @@ class Provider:
     distro_version: str | None = None
     """os-release ``VERSION_ID``; with the ID it makes the purl ``distro`` qualifier."""
     arch: str | None = None
+    """Architecture of the package instance that owns the file, as the package manager records
+    it (``arm64``, ``all``, ``x86_64``, ``noarch``): the purl ``arch`` qualifier. On a multiarch
+    host it is the instance ``dpkg -S`` names, never another architecture's copy."""
     epoch: str | None = None
     """rpm epoch (a purl qualifier for rpm); deb versions carry theirs inside ``version``."""
 
@@ -186,13 +220,11 @@ def _component(lib: GraftedLib) -> dict[str, Any]:
 
 
 def _source_date_timestamp() -> str | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
+    """``metadata.timestamp`` from ``SOURCE_DATE_EPOCH``; a bad value is a UsageError."""
+    epoch = source_date_epoch()
+    if epoch is None:
         return None
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(value)))
-    except (ValueError, OverflowError, OSError):
-        raise RepairwheelError(f"SOURCE_DATE_EPOCH must be an integer, not {value!r}") from None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _purl_quote(value: str) -> str:
@@ -269,9 +301,10 @@ def _run(argv: list[str]) -> str:
             timeout=QUERY_TIMEOUT,
             check=False,
         )
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, ValueError, subprocess.SubprocessError):
+        # ValueError: an argument the OS cannot take (a NUL byte); the query cannot run.
         return ""
-    return proc.stdout
+    return proc.stdout or ""
 
 
 def _distro(release: Mapping[str, str]) -> dict[str, str | None]:
@@ -282,6 +315,10 @@ def _distro(release: Mapping[str, str]) -> dict[str, str | None]:
 
 
 def _dpkg_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict[str, Provider]:
+    # ``dpkg -S`` names each owner as dpkg's package instance: ``libffi8:arm64`` for a
+    # Multi-Arch: same or foreign-architecture package, a bare name for a native or
+    # Architecture: all one. That exact instance is then asked for its version: a bare package
+    # name would answer for every installed architecture of it, one line each.
     # Without escaping, dpkg would read *?[\ in a path as a glob and match other files.
     listing = _run([tool, "-S", *(_DPKG_GLOB.sub(r"\\\1", path) for path in paths)])
     owners: dict[str, list[str]] = {}
@@ -294,54 +331,112 @@ def _dpkg_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict
                 diverted[path] = head[len(by) :] if head.startswith(by) else ""
             continue
         names, sep, path = line.partition(": ")
-        if sep:
-            owners[path] = names.split(", ")
+        if sep and path:
+            owners[path] = [name.strip() for name in names.split(",") if name.strip()]
     # A diverted path holds the diverting package's file, or a local one: never the others'.
-    chosen = {
-        path: (diverted[path] if path in diverted else names[0])
+    candidates = {
+        path: ([diverted[path]] if path in diverted else names)
         for path, names in owners.items()
-        if path not in diverted or diverted[path] in names
+        if names and (path not in diverted or diverted[path] in names)
     }
-    if not chosen:
+    instances = sorted({name for names in candidates.values() for name in names})
+    if not instances:
         return {}
-    status = _run([tool, "-W", f"-f={_DPKG_FORMAT}", *sorted(set(chosen.values()))])
-    installed: dict[str, Provider] = {}
+    status = _run([tool, "-W", f"-f={_DPKG_FORMAT}", *instances])
+    # Package name to its installed (architecture, version) instances, as dpkg lists them.
+    installed: dict[str, list[tuple[str, str]]] = {}
     for line in status.splitlines():
         fields = line.split("\t")
-        if len(fields) == 4 and fields[2]:
-            installed[fields[0]] = Provider(
-                fields[1], fields[2], "deb", arch=fields[3] or None, **_distro(release)
-            )
-    return {path: installed[name] for path, name in chosen.items() if name in installed}
+        if len(fields) != 4:
+            continue
+        package, arch, version, state = fields
+        if package and arch and version and not (len(state) > 1 and state[1] in _DPKG_GONE):
+            installed.setdefault(package, []).append((arch, version))
+    found: dict[str, Provider] = {}
+    for path, owned_by in candidates.items():
+        matches = [match for name in owned_by for match in _dpkg_instances(name, installed)]
+        if len(matches) > 1:
+            # Several packages ship this very file (Multi-Arch: same instances of one package
+            # may share identical files): prefer one whose architecture is that of the code.
+            elf = _elf_arches(path)
+            matches = [m for m in matches if m[2] in elf] or matches
+        if matches:
+            package, version, arch = matches[0]
+            found[path] = Provider(package, version, "deb", arch=arch, **_distro(release))
+    return found
+
+
+def _dpkg_instances(
+    name: str, installed: Mapping[str, list[tuple[str, str]]]
+) -> list[tuple[str, str, str]]:
+    """(package, version, architecture) of the installed instance ``dpkg -S`` named ``name``."""
+    package, colon, arch = name.partition(":")
+    instances = installed.get(package, [])
+    if colon:
+        return [(package, v, a) for a, v in instances if a == arch]
+    # A bare name is the package's only installed instance; several would be ambiguous.
+    return [(package, v, a) for a, v in instances] if len(instances) == 1 else []
+
+
+def _elf_arches(path: str) -> frozenset[str]:
+    """Architecture names of the code in an ELF file; empty when unknown or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except (OSError, ValueError):
+        return frozenset()
+    if len(header) < 20 or header[:4] != b"\x7fELF" or header[4] not in (1, 2):
+        return frozenset()
+    is64, little = header[4] == 2, header[5] == 1
+    machine = int.from_bytes(header[18:20], "little" if little else "big")
+    return _ELF_ARCHES.get((machine, is64, little)) or _ELF_ARCHES.get(
+        (machine, None, None), frozenset()
+    )
 
 
 def _rpm_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict[str, Provider]:
     # rpm names no path in its answers, so answers pair with paths by position: only existing
     # paths (a missing one prints nothing on stdout), one line each. A file owned by several
-    # packages prints several lines and breaks the pairing; then ask path by path.
+    # packages (a multilib pair shares identical files) prints several lines and breaks the
+    # pairing; then ask path by path, and prefer the owner whose architecture is the code's.
     existing = [path for path in paths if os.path.lexists(path)]
     if not existing:
         return {}
     lines = _run([tool, "-qf", "--queryformat", _RPM_FORMAT, *existing]).splitlines()
-    if len(lines) != len(existing):
-        lines = [
-            next(iter(_run([tool, "-qf", "--queryformat", _RPM_FORMAT, path]).splitlines()), "")
+    if len(lines) == len(existing):
+        answers = [[_rpm_provider(line, release)] for line in lines]
+    else:
+        answers = [
+            [
+                _rpm_provider(line, release)
+                for line in _run([tool, "-qf", "--queryformat", _RPM_FORMAT, path]).splitlines()
+            ]
             for path in existing
         ]
     found: dict[str, Provider] = {}
-    for path, line in zip(existing, lines):
-        fields = line.split("\t")
-        if len(fields) == 5:
-            name, epoch, version, release_, arch = fields
-            found[path] = Provider(
-                name,
-                f"{version}-{release_}",
-                "rpm",
-                arch=arch if arch != "(none)" else None,
-                epoch=epoch if epoch != "(none)" else None,
-                **_distro(release),
-            )
+    for path, providers in zip(existing, answers):
+        owners = [provider for provider in providers if provider is not None]
+        if len(owners) > 1:
+            elf = _elf_arches(path)
+            owners = [owner for owner in owners if owner.arch in elf] or owners
+        if owners:
+            found[path] = owners[0]
     return found
+
+
+def _rpm_provider(line: str, release: Mapping[str, str]) -> Provider | None:
+    fields = line.split("\t")
+    if len(fields) != 5 or not fields[0] or not fields[2]:
+        return None  # e.g. "file ... is not owned by any package"
+    name, epoch, version, release_, arch = fields
+    return Provider(
+        name,
+        f"{version}-{release_}",
+        "rpm",
+        arch=arch if arch not in ("", "(none)") else None,
+        epoch=epoch if epoch not in ("", "(none)") else None,
+        **_distro(release),
+    )
 
 
 def _apk_query(tool: str, paths: list[str], release: Mapping[str, str]) -> dict[str, Provider]:

@@ -6,11 +6,14 @@ better tag, what stands in the way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .audit import WheelReport
 from .verdict import Blocker, PolicyCheck, describe_group, group_blockers
+from .wheelfile import RecordMismatch
 
 
-def format_report(report: WheelReport) -> str:
+def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch] = ()) -> str:
     v = report.verdict
     lines = [
         f'{report.wheel} is consistent with the following platform tag: "{report.tag}".',
@@ -19,8 +22,14 @@ def format_report(report: WheelReport) -> str:
     ]
     for member, why in report.ignored:
         lines.append(f"ignored: {member}: {why}")
-    for member in report.unrecorded:
-        lines.append(f"note: {member} is missing from RECORD (audited all the same)")
+    for problem in record_problems:  # fatal ones first
+        if problem.fatal:
+            lines.append(f"error: {problem}: installers and `repairwheel fix` refuse this wheel")
+        else:
+            lines.append(f"note: {problem}")
+    if not record_problems:  # verify_record lists unrecorded ELF files among the others
+        for member in report.unrecorded:
+            lines.append(f"note: {member} is missing from RECORD (audited all the same)")
     for group in report.duplicates:
         lines.append(f"note: these ELF files look like copies of one library: {', '.join(group)}")
     if v.versioned_symbols:
@@ -63,8 +72,8 @@ def _explain(checks: list[PolicyCheck]) -> list[str]:
     lines = []
     # The obstacles that block the most tags (those nearest the one reached) come first.
     for key, tags in sorted(spans.items(), key=lambda item: -len(item[1])):
-        first, files = groups[key]
+        first, file_set = groups[key]
         span = tags[0] if len(tags) == 1 else f"{tags[0]} … {tags[-1]}"
         fix = " [fix grafts it]" if first.kind == "external-library" and first.detail else ""
-        lines.append(f"{span}: {describe_group(first, list(files))}{fix}")
+        lines.append(f"{span}: {describe_group(first, list(file_set))}{fix}")
     return lines

@@ -256,7 +256,11 @@ def decide(
                 external.setdefault(name, dep)
                 needers.setdefault(name, []).append(deps.member.path)
         ext_names_any.update(external)
-        grafted = [(d.path, host_facts[d.path]) for d in external.values() if d.path in host_facts]
+        grafted = [
+            (d.path, host_facts[d.path])
+            for d in external.values()
+            if d.path is not None and d.path in host_facts
+        ]
         symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted])
         if sym_best is linux:
             # Reported versions: those of the best policy's repair, else of the newest policy's.

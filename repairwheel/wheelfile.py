@@ -15,12 +15,15 @@ import email.parser
 import hashlib
 import io
 import itertools
+import logging
 import os
 import re
 import secrets
 import stat
 import struct
+import threading
 import time
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +34,13 @@ from types import TracebackType
 from typing import BinaryIO, Callable, Union
 
 from packaging.tags import Tag
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from ._zlib import zlib
-from .errors import RepairwheelError, WheelError
+from .errors import ResourceError, UsageError, WheelError
+
+log = logging.getLogger(__name__)
 
 StrPath = Union[str, "os.PathLike[str]"]
 Bytes = Union[bytes, bytearray]
@@ -56,11 +62,13 @@ _ZIP64_LIMIT = 0xFFFFFFFF
 _IN_ZIP64 = 0xFFFFFFFF  # a 32-bit field holding this means "read the zip64 extra field"
 _ZIP64_COUNT = 0xFFFF
 _UTF8_NAME = 0x800
+_UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field: version 1, CRC32 of the name, UTF-8
 _ENCRYPTED = 0x1
 _DEFLATE_OPTIONS = 0x6
 _UNIX = 3
 _NEW_MEMBER_TIME: DateTime = (1980, 1, 1, 0, 0, 0)
 _DOS_EPOCH_RANGE = (315532800, 4354819198)  # 1980-01-01 .. 2107-12-31, what DOS dates can hold
+_MAX_EPOCH = 253402300799  # 9999-12-31 23:59:59 UTC, the last second a timestamp can name
 _DEFLATE_BLOCK = 1 << 20
 _WINDOW = 1 << 15
 _CHUNK = 1 << 20
@@ -151,8 +159,15 @@ class RecordRow:
 
 @dataclass(frozen=True)
 class RecordMismatch:
+    """Where RECORD and the wheel disagree. ``fatal`` ones (a hash or size that differs, a hash
+    that cannot be checked) mean the bytes are not the ones RECORD vouches for: installers
+    refuse them, and so does a repair, which would otherwise write a RECORD that hides it.
+    The others (a file RECORD does not list, a row without hash or size, a row for a file that
+    is not there) are warnings: installers accept them and a repair's new RECORD is complete."""
+
     path: str
     problem: str
+    fatal: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
@@ -181,19 +196,21 @@ def wheel_filename(
 def replace_platform_tags(
     filename: WheelFilename, wheel_text: Bytes, platform_tags: Iterable[str]
 ) -> tuple[WheelFilename, bytes]:
-    """Give the file name and the WHEEL ``Tag:`` lines exactly ``platform_tags`` (sorted).
+    """Give the file name and the WHEEL ``Tag:`` lines exactly ``platform_tags`` (sorted), and
+    make the WHEEL say ``Root-Is-Purelib: false`` (see :func:`platlib_wheel_text`).
 
     Every python-abi pair of the existing ``Tag:`` lines gets one line per platform; other WHEEL
-    lines are kept as they are, and the text is returned unchanged when the tag set is. Pure
+    lines are kept as they are, and the text is returned unchanged when nothing changes. Pure
     wheels are returned untouched.
     """
     if filename.is_pure:
         return filename, bytes(wheel_text)
     platforms = tuple(sorted(set(platform_tags)))
     if not platforms or not all(_TAG.fullmatch(tag) for tag in platforms):
-        raise ValueError(f"invalid platform tags: {platforms!r}")
-    text = wheel_text.decode("utf-8")
-    lines = text.splitlines(keepends=True)
+        raise WheelError(f"{filename}: invalid platform tags {platforms!r}")
+    text = _wheel_text(filename, wheel_text)
+    lines = _platlib_lines(text.splitlines(keepends=True))
+    text = "".join(lines)
     header_end = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
     tag_lines = [i for i in range(header_end) if _header_name(lines[i]) == "tag"]
     old = [lines[i].split(":", 1)[1].strip() for i in tag_lines]
@@ -217,17 +234,84 @@ def replace_platform_tags(
     return replace(filename, platform_tags=platforms), text.encode("utf-8")
 
 
+def platlib_wheel_text(filename: WheelFilename, wheel_text: Bytes) -> bytes:
+    """WHEEL with every ``Root-Is-Purelib: true`` header turned into ``Root-Is-Purelib: false``,
+    each line keeping its header spelling and line ending; the rest is kept byte for byte.
+
+    A wheel holding compiled code is a platlib wheel: with ``true`` its root (and the
+    ``<name>.libs/`` a repair grafts) installs to purelib, which is not platlib on Fedora/RHEL
+    (lib vs lib64). auditwheel makes the same change when it re-tags a wheel.
+    """
+    lines = _wheel_text(filename, wheel_text).splitlines(keepends=True)
+    return "".join(_platlib_lines(lines)).encode("utf-8")
+
+
+def _platlib_lines(lines: list[str]) -> list[str]:
+    out = list(lines)
+    for i, line in enumerate(out):
+        if not line.strip():
+            break  # the end of the headers
+        if _header_name(line) == "root-is-purelib":
+            key, value = line.split(":", 1)
+            if value.strip().lower() == "true":  # pip's reading: case-insensitive
+                out[i] = f"{key}: false{line[len(line.rstrip(chr(13) + chr(10))) :]}"
+    return out
+
+
+def _wheel_text(filename: WheelFilename, wheel_text: Bytes) -> str:
+    try:
+        return bytes(wheel_text).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WheelError(f"{filename}: WHEEL is not UTF-8: {exc}") from None
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` in seconds since 1970-01-01 UTC, None when unset or empty.
+
+    UsageError (exit 2) naming the variable and its value when it is not a plain non-negative
+    decimal integer (the reproducible-builds spec: the output of ``date +%s``) or lies past the
+    year 9999. Zip timestamps clamp it to what DOS dates hold (see WheelWriter); the SBOM
+    timestamp uses it as it is.
+    """
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    if not re.fullmatch("[0-9]+", value):
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH must be a non-negative integer (seconds since 1970-01-01 UTC), "
+            f"not {value!r}"
+        )
+    epoch = int(value)
+    if epoch > _MAX_EPOCH:
+        raise UsageError(f"SOURCE_DATE_EPOCH={value} is after the year 9999")
+    return epoch
+
+
 class WheelArchive:
     """A wheel opened for reading, validated on open, read in place (never extracted).
 
-    Reads use ``os.pread`` on one descriptor, so several threads may read members at once.
-    With ``hash_reads`` every full read also computes the member's RECORD hash, for a writer
-    that will copy the members (see :meth:`digest`); an audit alone does not need it.
+    Reads use ``os.pread`` on one descriptor, so several threads may read members at once
+    (RECORD is parsed once, under a lock, by whichever thread needs it first).
+
+    With ``hash_reads`` every full read also hashes the member and compares it with its RECORD
+    row (size and hash), as the bytes go by: a writer copying the members needs the hashes
+    (see :meth:`digest`), and nothing is inflated twice to check RECORD. A member that
+    disagrees raises WheelError at the end of its read, unless ``refuse_record_mismatch`` is
+    false: then the finding waits for :meth:`verify_record`, which reports every mismatch and
+    inflates only the members no read has hashed yet. An audit alone needs neither.
+
+    Member names are the names an installer sees: the Info-ZIP Unicode Path (0x7075) name when
+    its CRC matches the stored name (what ``zipfile`` reports from Python 3.12 on), else the
+    stored name, decoded as UTF-8 when flagged so and as cp437 otherwise (as ``zipfile`` does).
+    WheelWriter writes them UTF-8-flagged, so every reader then agrees.
     """
 
-    def __init__(self, path: StrPath, *, hash_reads: bool = False) -> None:
+    def __init__(
+        self, path: StrPath, *, hash_reads: bool = False, refuse_record_mismatch: bool = True
+    ) -> None:
         self.path = Path(path)
         self.hash_reads = hash_reads
+        self.refuse_record_mismatch = refuse_record_mismatch
         self.filename = WheelFilename.parse(self.path.name)
         try:
             self._file = open(self.path, "rb")
@@ -236,6 +320,9 @@ class WheelArchive:
         self._fd = self._file.fileno()
         self._data_offsets: dict[str, int] = {}
         self._digests: dict[str, str] = {}  # sha256 of members a full read has checked
+        self._checked: dict[str, RecordMismatch | None] = {}  # compared with RECORD as read
+        self._record_lock = threading.RLock()
+        self._rows: dict[str, RecordRow] | None = None
         try:
             infos, start_dir = self._read_directory()
             self._infos = self._check_members(infos)
@@ -244,6 +331,8 @@ class WheelArchive:
         except BaseException:
             self._file.close()
             raise
+        record = f"{self.dist_info}/RECORD"
+        self._not_in_record = frozenset({record, f"{record}.jws", f"{record}.p7s"})
         self.members = tuple(_member(info) for info in infos)
         self._members = {member.name: member for member in self.members}
 
@@ -273,10 +362,12 @@ class WheelArchive:
     def stream(self, name: str) -> Iterator[bytes]:
         """The member's contents in pieces (size and CRC checked by the end), for members too
         big to hold in memory."""
-        return self._contents(self._info(name), _CHUNK, _OUT_CHUNK)
+        return self._contents(self._info(name), _CHUNK, _OUT_CHUNK, hash_it=self.hash_reads)
 
     def extract_to(self, name: str, file: StrPath) -> None:
-        """Write the member's contents to ``file`` (created or truncated) without holding it."""
+        """Write the member's contents to ``file`` (created or truncated) without holding it.
+        An OSError writing ``file`` is the caller's to explain (it knows what the file is for:
+        a spill, a staged member); reading the wheel fails as WheelError or ResourceError."""
         with open(file, "wb") as out:
             for piece in self.stream(name):
                 out.write(piece)
@@ -291,7 +382,7 @@ class WheelArchive:
         out = bytearray(info.file_size)
         position = 0
         with memoryview(out) as view:
-            for piece in self._contents(info, _CHUNK, _OUT_CHUNK):
+            for piece in self._contents(info, _CHUNK, _OUT_CHUNK, hash_it=self.hash_reads):
                 view[position : position + len(piece)] = piece
                 position += len(piece)
         return out
@@ -342,8 +433,10 @@ class WheelArchive:
         )
 
     def check_metadata(self) -> None:
-        """Refuse a wheel whose WHEEL or METADATA an installer would reject: WHEEL must parse
-        with a 1.x Wheel-Version, METADATA must be UTF-8 with a Name and a Version."""
+        """Refuse a wheel whose WHEEL or METADATA an installer would reject: the ``.dist-info``
+        folder must name the file name's distribution and version, WHEEL must parse with a 1.x
+        Wheel-Version, METADATA must be UTF-8 with a Name and a Version."""
+        self._check_dist_info_name()
         self.wheel_metadata  # noqa: B018 (parsing is the check)
         path = f"{self.dist_info}/METADATA"
         if path not in self._infos:
@@ -353,15 +446,39 @@ class WheelArchive:
             if not (message.get(field) or "").strip():
                 raise self._error(f"{path} has no {field}")
 
-    @cached_property
+    def _check_dist_info_name(self) -> None:
+        """pip and installer refuse a wheel whose ``.dist-info`` is another distribution's.
+        Names compare canonicalized, versions as PEP 440 versions where both parse."""
+        stem = self.dist_info[: -len(".dist-info")]
+        name, _, version = stem.rpartition("-")
+        wheel = self.filename
+        same = bool(name) and canonicalize_name(name) == canonicalize_name(wheel.name)
+        if same:
+            try:
+                same = Version(version) == Version(wheel.version)
+            except InvalidVersion:
+                same = version == wheel.version
+        if not same:
+            raise self._error(
+                f"{self.dist_info}/ does not match the file name's distribution and version "
+                f"({wheel.name} {wheel.version}); installers refuse such a wheel"
+            )
+
+    @property
     def record(self) -> tuple[RecordRow, ...]:
         return tuple(self._record_index.values())
 
     def record_row(self, path: str) -> RecordRow | None:
         return self._record_index.get(path)
 
-    @cached_property
+    @property
     def _record_index(self) -> dict[str, RecordRow]:
+        with self._record_lock:
+            if self._rows is None:
+                self._rows = self._parse_record()
+            return self._rows
+
+    def _parse_record(self) -> dict[str, RecordRow]:
         path = self.record_path
         rows: dict[str, RecordRow] = {}
         try:
@@ -379,47 +496,44 @@ class WheelArchive:
             rows[fields[0]] = RecordRow(fields[0], fields[1], int(fields[2]) if fields[2] else None)
         return rows
 
-    def verify_record(self) -> list[RecordMismatch]:
-        """Compare RECORD with every file member, by size and hash (inflates the whole wheel)."""
-        unlisted = {self.record_path, f"{self.record_path}.jws", f"{self.record_path}.p7s"}
+    def verify_record(self, *, contents: bool = True) -> list[RecordMismatch]:
+        """Every disagreement between RECORD and the wheel, fatal ones first (see
+        RecordMismatch), in archive order; never raises for one.
+
+        Members a read has already hashed (an audit's, with ``hash_reads``) are not read
+        again; with ``contents`` the others are inflated and hashed once, else only what
+        costs no inflating is checked: names, declared sizes, and the members already read.
+        """
         rows = self._record_index
-        problems = []
+        fatal, notes = [], []
         for member in self.members:
-            if member.is_dir or member.name in unlisted:
+            name = member.name
+            if member.is_dir or name in self._not_in_record:
                 continue
-            row = rows.get(member.name)
+            row = rows.get(name)
             if row is None:
-                problems.append(RecordMismatch(member.name, "not listed in RECORD"))
-            elif not row.hash:
-                problems.append(RecordMismatch(member.name, "has no hash in RECORD"))
-            elif row.size is not None and row.size != member.file_size:
-                sizes = f"RECORD says {row.size} bytes, the wheel holds {member.file_size}"
-                problems.append(RecordMismatch(member.name, sizes))
+                notes.append(RecordMismatch(name, "not listed in RECORD"))
+                continue
+            if not row.hash:
+                notes.append(RecordMismatch(name, "has no hash in RECORD"))
+            if row.size is None:
+                notes.append(RecordMismatch(name, "has no size in RECORD"))
+            if name not in self._checked and contents:
+                info = self._info(name)
+                for _ in self._contents(info, _CHUNK, _OUT_CHUNK, hash_it=True, refuse=False):
+                    pass
+            if name in self._checked:
+                mismatch = self._checked[name]
             else:
-                mismatch = self._hash_problem(member.name, row.hash)
-                if mismatch is not None:
-                    problems.append(RecordMismatch(member.name, mismatch))
-        problems += [
+                mismatch = _record_mismatch(name, row, member.file_size, None)
+            if mismatch is not None:
+                fatal.append(mismatch)
+        notes += [
             RecordMismatch(path, "listed in RECORD but not in the wheel")
             for path in rows
-            if path not in self._members and path != self.record_path
+            if path not in self._members and path not in self._not_in_record
         ]
-        return problems
-
-    def _hash_problem(self, name: str, recorded: str) -> str | None:
-        algorithm = recorded.split("=", 1)[0]
-        if algorithm not in _RECORD_ALGORITHMS:
-            return f"RECORD uses unsupported hash {algorithm!r}"
-        if algorithm == "sha256":
-            actual = self.digest(name)
-        else:
-            hasher = hashlib.new(algorithm)
-            for piece in self._contents(self._info(name), _CHUNK, _OUT_CHUNK):
-                hasher.update(piece)
-            actual = f"{algorithm}={_b64(hasher.digest())}"
-        if actual != recorded.rstrip("="):
-            return "hash differs from RECORD"
-        return None
+        return fatal + notes
 
     def _error(self, problem: str) -> WheelError:
         return WheelError(f"{self.path.name}: {problem}")
@@ -438,21 +552,34 @@ class WheelArchive:
 
     def _read_directory(self) -> tuple[list[zipfile.ZipInfo], int]:
         try:
-            # Closing a ZipFile built on an open file leaves that file open.
-            with zipfile.ZipFile(self._file) as archive:
-                return archive.infolist(), archive.start_dir
+            # Closing a ZipFile built on an open file leaves that file open. Python 3.12+ warns
+            # about an empty Unicode Path field on stderr; it is ignored, as by _unicode_path.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with zipfile.ZipFile(self._file) as archive:
+                    return archive.infolist(), archive.start_dir
+        except UnicodeDecodeError as exc:  # a name flagged UTF-8 that is not
+            raise self._error(f"member name is not valid UTF-8: {bytes(exc.object)!r}") from None
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
             if os.pread(self._fd, 4, 0) == b"PK\x03\x04":
                 raise self._error(f"truncated or corrupt zip archive ({exc})") from None
             raise self._error("not a zip file") from None
 
     def _check_members(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+        """Name every member as an installer sees it (``info.filename`` is set to that name),
+        and refuse names that are unsafe, duplicated, or both a file and a directory."""
         by_name: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
-            name = info.orig_filename
-            reason = _unsafe_name(name)
-            if reason is not None:
-                raise self._error(f"member {name!r} has an unsafe name ({reason})")
+            stored = info.orig_filename
+            try:
+                name = _unicode_path(info) or stored
+            except ValueError as exc:
+                raise self._error(f"member {stored!r} has {exc}") from None
+            for seen in dict.fromkeys((stored, name)):  # an older installer sees the stored one
+                reason = _unsafe_name(seen)
+                if reason is not None:
+                    raise self._error(f"member {seen!r} has an unsafe name ({reason})")
+            info.filename = name
             if name in by_name:
                 raise self._error(f"duplicate member {name!r}")
             by_name[name] = info
@@ -475,8 +602,8 @@ class WheelArchive:
         ends = {}
         for info, end in zip(ordered, bounds):
             if info.header_offset + _LOCAL.size + info.compress_size > end:
-                raise self._error(f"member {info.orig_filename!r} overlaps the next zip record")
-            ends[info.orig_filename] = end
+                raise self._error(f"member {info.filename!r} overlaps the next zip record")
+            ends[info.filename] = end
         return ends
 
     def _find_dist_info(self) -> str:
@@ -490,12 +617,12 @@ class WheelArchive:
 
     def _data_offset(self, info: zipfile.ZipInfo) -> int:
         """Where the member's compressed bytes start, from its local header (read once)."""
-        name = info.orig_filename
+        name = info.filename
         known = self._data_offsets.get(name)
         if known is not None:
             return known
         raw_name = _raw_name(info)
-        header = os.pread(self._fd, _LOCAL.size + len(raw_name), info.header_offset)
+        header = self._pread(_LOCAL.size + len(raw_name), info.header_offset)
         if len(header) < _LOCAL.size or header[:4] != b"PK\x03\x04":
             raise self._error(f"member {name!r} has no local header")
         *_, name_length, extra_length = _LOCAL.unpack_from(header)
@@ -513,25 +640,43 @@ class WheelArchive:
         size = info.compress_size
         for position in range(0, size, max(chunk, 1)):
             want = min(chunk, size - position)
-            data = os.pread(self._fd, want, start + position)
+            data = self._pread(want, start + position)
             if len(data) != want:
-                raise self._error(f"member {info.orig_filename!r} is truncated")
+                raise self._error(f"member {info.filename!r} is truncated")
             yield data
 
+    def _pread(self, size: int, offset: int) -> bytes:
+        try:
+            return os.pread(self._fd, size, offset)
+        except OSError as exc:
+            raise _resource_error(self.path, "cannot read", exc) from None
+
     def _contents(
-        self, info: zipfile.ZipInfo, raw_chunk: int, out_chunk: int, *, hash_it: bool = False
+        self,
+        info: zipfile.ZipInfo,
+        raw_chunk: int,
+        out_chunk: int,
+        *,
+        hash_it: bool = False,
+        refuse: bool | None = None,
     ) -> Iterator[bytes]:
         """The member's bytes, checked against the declared size as they come, then the CRC.
 
         Inflation stops as soon as the output passes the declared size, so a lying header cannot
         make a reader allocate more than it announced. Each piece is at most ``out_chunk`` bytes.
+        With ``hash_it`` (ignored once the member is hashed) the bytes are hashed as they pass
+        and compared with the member's RECORD row at the end; a mismatch raises if ``refuse``
+        (default: ``refuse_record_mismatch``), and is kept for verify_record and digest.
         """
-        name = info.orig_filename
+        name = info.filename
         pieces = self._raw_chunks(info, raw_chunk)
         if info.compress_type == zipfile.ZIP_DEFLATED:
             pieces = self._inflate(info, pieces, out_chunk)
+        hashing = hash_it and name not in self._digests
+        row = self._record_index.get(name) if hashing and name not in self._not_in_record else None
+        digest = hashlib.sha256() if hashing else None
+        other = _row_hasher(row)  # RECORD may use another algorithm than the sha256 written
         size = crc = 0
-        digest = hashlib.sha256() if hash_it or self.hash_reads else None
         for piece in pieces:
             size += len(piece)
             if size > info.file_size:
@@ -539,20 +684,36 @@ class WheelArchive:
             crc = zlib.crc32(piece, crc)
             if digest is not None:
                 digest.update(piece)
+                if other is not None:
+                    other.update(piece)
             yield piece
         if size != info.file_size:
             raise self._error(f"member {name!r} is shorter than its declared size")
         if crc != info.CRC:
             raise self._error(f"member {name!r} fails its CRC check")
         if digest is not None:
-            self._digests[name] = f"sha256={_b64(digest.digest())}"
+            sha256 = f"sha256={_b64(digest.digest())}"
+            actual = sha256 if other is None else f"{other.name}={_b64(other.digest())}"
+            mismatch = None if row is None else _record_mismatch(name, row, size, actual)
+            self._checked[name] = mismatch
+            self._digests[name] = sha256
+            if mismatch is not None and (self.refuse_record_mismatch if refuse is None else refuse):
+                raise self._error(str(mismatch))
 
     def digest(self, name: str) -> str:
         """The member's RECORD hash, size and CRC checked; computed once (by the first read
-        when ``hash_reads`` is set: sha256 runs at over 1 GB/s, inflating is the cost)."""
+        when ``hash_reads`` is set: sha256 runs at over 1 GB/s, inflating is the cost).
+
+        WheelError if the member disagrees with its RECORD row, whatever
+        ``refuse_record_mismatch`` says: this is the hash a writer vouches for.
+        """
         if name not in self._digests:
-            for _ in self._contents(self._info(name), _CHUNK, _OUT_CHUNK, hash_it=True):
+            info = self._info(name)
+            for _ in self._contents(info, _CHUNK, _OUT_CHUNK, hash_it=True, refuse=True):
                 pass
+        mismatch = self._checked.get(name)
+        if mismatch is not None:
+            raise self._error(str(mismatch))
         return self._digests[name]
 
     def _inflate(
@@ -567,9 +728,9 @@ class WheelArchive:
                 if inflater.eof:
                     return
         except zlib.error as exc:
-            raise self._error(f"member {info.orig_filename!r} is corrupt ({exc})") from None
+            raise self._error(f"member {info.filename!r} is corrupt ({exc})") from None
         if info.compress_size or info.file_size:
-            raise self._error(f"member {info.orig_filename!r} has a truncated deflate stream")
+            raise self._error(f"member {info.filename!r} has a truncated deflate stream")
 
 
 @dataclass(frozen=True)
@@ -597,7 +758,9 @@ class WheelWriter:
     ``<name>.libs/`` land before ``.dist-info`` whatever the call order; RECORD is generated
     and written last. If the block raises (KeyboardInterrupt included) or finishing fails, the
     temporary file is removed and nothing appears at ``path``. Archives copied from must stay
-    open until the writer has finished; ``path`` may be the file being copied from.
+    open until the writer has finished; ``path`` may be the file being copied from. An OSError
+    writing (a full disk, a read-only or unwritable folder) is a ResourceError naming ``path``;
+    once the rename has published the wheel, a failing fsync of the folder is only logged.
 
     With ``SOURCE_DATE_EPOCH`` set, every member gets that time (clamped to what zip can hold),
     so runs are byte-identical; without it, copied members keep their times and added ones get
@@ -624,10 +787,11 @@ class WheelWriter:
         try:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             self._out = open(fd, "wb", buffering=_CHUNK)
-        except OSError as exc:
-            raise WheelError(f"{self.path}: cannot write: {exc.strerror}") from None
-        except BaseException:  # Ctrl-C may land once the file exists: do not leave it behind
-            self._tmp.unlink(missing_ok=True)
+        except BaseException as exc:  # Ctrl-C may land once the file exists: do not leave it
+            with contextlib.suppress(OSError):  # (a read-only folder refuses even the unlink)
+                self._tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _resource_error(self.path, "cannot write", exc) from None
             raise
         return self
 
@@ -647,9 +811,10 @@ class WheelWriter:
         """Copy a member as its compressed bytes, with its CRC, sizes, method, mode and comment.
 
         The member is checked against its CRC and hashed for RECORD first (members already read
-        are not inflated again), so a corrupt input is refused rather than passed on and RECORD
-        is right whatever the input's said. The input's RECORD and signatures are skipped:
-        RECORD is regenerated and the signatures would no longer match.
+        are not inflated again), and compared with the input's RECORD row: a corrupt member, or
+        one whose size or hash RECORD does not vouch for, is refused (WheelError) rather than
+        passed on under a new RECORD that hides it. The input's RECORD and signatures are
+        skipped: RECORD is regenerated and the signatures would no longer match.
         """
         if name in self._not_copied:
             return
@@ -686,6 +851,8 @@ class WheelWriter:
         if name == self._record_path:
             raise ValueError(f"{name} is generated by WheelWriter")
         reason = "it names a directory" if name.endswith("/") else _unsafe_name(name)
+        if reason is None and not _encodes(name):
+            reason = "not encodable as UTF-8"
         if reason is not None:
             raise WheelError(f"{self.path.name}: cannot add {name!r}: {reason}")
         self._claim(name)
@@ -715,7 +882,10 @@ class WheelWriter:
     def _emit(self, data: bytes) -> None:
         if self._out is None:
             raise RuntimeError("WheelWriter used outside its with block")
-        self._out.write(data)
+        try:
+            self._out.write(data)
+        except OSError as exc:
+            raise _resource_error(self.path, "cannot write", exc) from None
         self._offset += len(data)
 
     def _write(self, entry: _Entry, pieces: Iterable[bytes], digest: str | None) -> None:
@@ -792,15 +962,21 @@ class WheelWriter:
         out = self._out
         if out is None:
             raise RuntimeError("WheelWriter used outside its with block")
-        out.flush()
-        os.fsync(out.fileno())
-        out.close()
-        os.replace(self._tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+            out.flush()
+            os.fsync(out.fileno())
+            out.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            raise _resource_error(self.path, "cannot write", exc) from None
+        try:  # the wheel is published: a failure here must not report the repair as failed
+            directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            log.warning("%s: written, but syncing its folder failed: %s", self.path, exc)
 
     def _write_end(self) -> None:
         start = self._offset
@@ -822,7 +998,8 @@ class WheelWriter:
         if self._out is not None:
             with contextlib.suppress(OSError):
                 self._out.close()
-        self._tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # gone once renamed; else report the first error
+            self._tmp.unlink()
 
 
 def _deflate(data: Bytes, level: int) -> list[bytes]:
@@ -846,6 +1023,14 @@ def _deflate(data: Bytes, level: int) -> list[bytes]:
         return [block(0)]
     with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
         return list(pool.map(block, starts))
+
+
+def _encodes(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unsafe_name(name: str) -> str | None:
@@ -904,7 +1089,7 @@ def _record_problem(fields: list[str]) -> str | None:
 
 def _member(info: zipfile.ZipInfo) -> Member:
     return Member(
-        name=info.orig_filename,
+        name=info.filename,
         compress_size=info.compress_size,
         file_size=info.file_size,
         crc=info.CRC,
@@ -918,6 +1103,66 @@ def _member(info: zipfile.ZipInfo) -> Member:
 def _raw_name(info: zipfile.ZipInfo) -> bytes:
     """The name's bytes as stored, undoing zipfile's decoding."""
     return info.orig_filename.encode("utf-8" if info.flag_bits & _UTF8_NAME else "cp437")
+
+
+def _unicode_path(info: zipfile.ZipInfo) -> str | None:
+    """The name in the member's Info-ZIP Unicode Path extra field, by CPython 3.12+'s rule:
+    the last field of version 1 whose CRC32 is that of the stored name's bytes and whose name
+    is not empty (others are stale and ignored). ValueError for a field too short to hold its
+    header, or one that applies but is not UTF-8: 3.12+ refuses to open such a zip."""
+    found = None
+    extra = info.extra
+    position = 0
+    while position + 4 <= len(extra):
+        tag, size = struct.unpack_from("<2H", extra, position)
+        data = extra[position + 4 : position + 4 + size]
+        position += 4 + size
+        if tag != _UNICODE_PATH:
+            continue
+        if len(data) < 5:
+            raise ValueError("a truncated Unicode Path extra field (0x7075)")
+        version, crc = struct.unpack_from("<BL", data)
+        if version != 1 or crc != zlib.crc32(_raw_name(info)):
+            continue
+        try:
+            name = data[5:].decode("utf-8")
+        except UnicodeDecodeError:
+            problem = "a Unicode Path extra field (0x7075) that is not valid UTF-8"
+            raise ValueError(problem) from None
+        found = name or found
+    return found
+
+
+def _row_hasher(row: RecordRow | None) -> hashlib._Hash | None:
+    """A hasher for the row's algorithm when it is one to compute besides sha256."""
+    algorithm = row.hash.split("=", 1)[0] if row is not None and row.hash else "sha256"
+    return hashlib.new(algorithm) if algorithm in _RECORD_ALGORITHMS - {"sha256"} else None
+
+
+def _record_mismatch(
+    name: str, row: RecordRow, size: int, actual: str | None
+) -> RecordMismatch | None:
+    """How the member's ``size`` and hash (``actual``: ``algorithm=b64``, None if not known)
+    disagree with its RECORD row, None if they do not."""
+    if row.size is not None and row.size != size:
+        problem = f"size differs from RECORD (recorded {row.size} bytes, actual {size})"
+        return RecordMismatch(name, problem, fatal=True)
+    if not row.hash:
+        return None
+    algorithm = row.hash.split("=", 1)[0]
+    if algorithm not in _RECORD_ALGORITHMS:
+        return RecordMismatch(name, f"RECORD uses unsupported hash {algorithm!r}", fatal=True)
+    recorded = row.hash.rstrip("=")
+    if actual is not None and actual != recorded:
+        problem = f"hash differs from RECORD (recorded {recorded}, actual {actual})"
+        return RecordMismatch(name, problem, fatal=True)
+    return None
+
+
+def _resource_error(path: StrPath, what: str, exc: OSError) -> ResourceError:
+    """``path: cannot write: No space left on device``, for any OSError (ENOSPC, EDQUOT,
+    EACCES, EROFS, EIO): the machine, not the wheel, is what failed."""
+    return ResourceError(f"{os.fspath(path)}: {what}: {exc.strerror or exc}")
 
 
 def _date_time(info: zipfile.ZipInfo) -> DateTime:
@@ -936,13 +1181,9 @@ def _cap(value: int) -> int:
 
 
 def _source_date_time() -> DateTime | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
+    epoch = source_date_epoch()
+    if epoch is None:
         return None
-    try:
-        epoch = int(value)
-    except ValueError:
-        raise RepairwheelError(f"SOURCE_DATE_EPOCH must be an integer, not {value!r}") from None
     low, high = _DOS_EPOCH_RANGE
     year, month, day, hour, minute, second = time.gmtime(min(max(epoch, low), high))[:6]
     return (year, month, day, hour, minute, second)

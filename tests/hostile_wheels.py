@@ -41,6 +41,7 @@ _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
 _END = struct.Struct("<4s4H2LH")
 _ZIP64_LIMIT = 0xFFFFFFFF
 _UTF8_NAME = 0x800
+_UNICODE_PATH = 0x7075
 _UNIX = 3
 _EMPTY_FINAL_BLOCK = b"\x03\x00"  # BFINAL, fixed Huffman codes, end of block
 _DATE, _TIME = (2024 - 1980) << 9 | 1 << 5 | 1, 0
@@ -65,6 +66,9 @@ class Entry:
     """One zip member. ``None`` fields are derived from ``data``; set them to make the headers lie.
 
     ``payload`` is the bytes stored in the archive (the deflated ``data`` by default).
+    ``flags`` are the general-purpose bits (by default the UTF-8 bit for a non-ASCII name),
+    ``extra`` the extra field of both headers, and ``listed_as`` the name RECORD lists it by
+    (by default the name decoded as UTF-8).
     """
 
     name: str | bytes
@@ -75,6 +79,9 @@ class Entry:
     file_size: int | None = None
     compress_size: int | None = None
     payload: bytes | None = None
+    flags: int | None = None
+    extra: bytes = b""
+    listed_as: str | None = None
 
     @property
     def raw_name(self) -> bytes:
@@ -82,7 +89,19 @@ class Entry:
 
     @property
     def text_name(self) -> str:
+        if self.listed_as is not None:
+            return self.listed_as
         return self.raw_name.decode("utf-8", "replace")
+
+
+def unicode_path_extra(
+    raw_name: bytes, name: str | bytes, *, version: int = 1, crc: int | None = None
+) -> bytes:
+    """An Info-ZIP Unicode Path extra field (0x7075) naming ``name``, for a member whose stored
+    name is ``raw_name`` (its CRC32 goes in the field unless ``crc`` is given)."""
+    encoded = name.encode("utf-8") if isinstance(name, str) else name
+    body = struct.pack("<BL", version, zlib.crc32(raw_name) if crc is None else crc) + encoded
+    return struct.pack("<2H", _UNICODE_PATH, len(body)) + body
 
 
 def deflate(data: bytes, level: int = 6) -> bytes:
@@ -127,10 +146,11 @@ def write_zip(path: Path, entries: Iterable[Entry]) -> Path:
         size = len(entry.data) if entry.file_size is None else entry.file_size
         csize = len(payload) if entry.compress_size is None else entry.compress_size
         name = entry.raw_name
-        flags = 0 if name.isascii() else _UTF8_NAME
+        flags = (0 if name.isascii() else _UTF8_NAME) if entry.flags is None else entry.flags
         zip64 = max(size, csize) >= _ZIP64_LIMIT
         fields = (_ZIP64_LIMIT, _ZIP64_LIMIT) if zip64 else (csize, size)
         extra = struct.pack("<2H2Q", 1, 16, size, csize) if zip64 else b""
+        extra += entry.extra
         version = 45 if zip64 else 20
         common = (flags, entry.method, _TIME, _DATE, crc, *fields, len(name), len(extra))
         central += _CENTRAL.pack(
@@ -151,17 +171,18 @@ def dist_info_entries(
     metadata: bytes | None = METADATA_TEXT,
     record: bytes | None = None,
     with_record: bool = True,
+    dist_info: str = DIST_INFO,
 ) -> list[Entry]:
     """METADATA, WHEEL and, unless ``record`` is given, a RECORD that agrees with what the zip
     headers of ``members`` declare (so a member whose header lies is not caught by RECORD);
-    ``None`` leaves a file out."""
-    found = [Entry(f"{DIST_INFO}/METADATA", metadata)] if metadata is not None else []
-    found += [Entry(f"{DIST_INFO}/WHEEL", wheel)] if wheel is not None else []
+    ``None`` leaves a file out. ``dist_info`` is the folder they go in."""
+    found = [Entry(f"{dist_info}/METADATA", metadata)] if metadata is not None else []
+    found += [Entry(f"{dist_info}/WHEEL", wheel)] if wheel is not None else []
     if with_record:
         if record is None:
             rows = [record_row(e.text_name, e.data[: e.file_size]) for e in [*members, *found]]
-            record = "".join(rows + [f"{DIST_INFO}/RECORD,,\n"]).encode()
-        found.append(Entry(f"{DIST_INFO}/RECORD", record))
+            record = "".join(rows + [f"{dist_info}/RECORD,,\n"]).encode()
+        found.append(Entry(f"{dist_info}/RECORD", record))
     return found
 
 

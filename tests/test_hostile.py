@@ -29,7 +29,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,11 @@ from hostile_wheels import (
     dist_info_entries,
     extension_linking,
     record_hash,
+    record_row,
     rpath_cycle,
     self_needing,
     spoil,
+    unicode_path_extra,
     valid_members,
 )
 from pypi_wheels import unavailable
@@ -112,25 +114,26 @@ class Scene:
     ) -> list[str]:
         return [*wrapper, sys.executable, *program, *args]
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         kept = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("REPAIRWHEEL_", "AUDITWHEEL_", "LD_"))
+            if not k.startswith(("REPAIRWHEEL_", "AUDITWHEEL_", "LD_", "SOURCE_DATE_EPOCH"))
         }
-        return {**kept, "TMPDIR": str(self.tmp)}
+        return {**kept, "TMPDIR": str(self.tmp), **extra}
 
     def run(
         self,
         *args: str,
         wrapper: Sequence[str] = (),
         program: Sequence[str] = ("-m", "repairwheel"),
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
                 self.command(*args, wrapper=wrapper, program=program),
                 cwd=self.cwd,
-                env=self.env(),
+                env=self.env(**(env or {})),
                 capture_output=True,
                 text=True,
                 timeout=TIMEOUT,
@@ -151,8 +154,10 @@ class Scene:
             preexec_fn=_limit_memory,
         )
 
-    def fix(self, wheel: Path, *options: str) -> subprocess.CompletedProcess[str]:
-        return self.run("fix", "-w", str(self.out), *options, str(wheel))
+    def fix(
+        self, wheel: Path, *options: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("fix", "-w", str(self.out), *options, str(wheel), env=env)
 
     def leftovers(self, out_listing: Sequence[str] | None = None) -> list[str]:
         """What is left in the output folder, the working directory and TMPDIR.
@@ -388,20 +393,6 @@ def test_file_name_that_is_not_a_wheel_name_is_refused(
 # --- dist-info files -----------------------------------------------------------------------------
 
 
-def _record_row_for(listed: Callable[[bytes], bytes]) -> Builder:
-    """A RECORD whose row for the copied member describes ``listed(its real contents)``."""
-
-    def build(folder: Path, extension: bytes) -> Path:
-        members = valid_members(extension)
-        described = [
-            replace(m, data=listed(m.data)) if m.name == DATA_MEMBER else m for m in members
-        ]
-        record = dist_info_entries(described)[-1].data
-        return build_wheel(folder, members, record=record)
-
-    return build
-
-
 def _dist_info_case(file: str, pattern: str, **files: Any) -> Case:
     def build(folder: Path, extension: bytes) -> Path:
         return build_wheel(folder, valid_members(extension), **files)
@@ -443,13 +434,41 @@ def test_bad_dist_info_is_refused_by_fix(scene: Scene, extension: bytes, case: s
     assert_refused(scene, "fix", spec.build(scene.inputs, extension), spec.pattern, spec.names)
 
 
-# fix takes over RECORD's row for a member it copies raw, without reading the member. Whether
-# a RECORD that disagrees with the wheel is refused or corrected is a choice; passing the wrong
-# row on into the regenerated RECORD is not.
+# A RECORD row whose hash or size differs from the member's bytes means the wheel is damaged
+# or was changed after it was built: installers refuse it. fix must refuse it too, or it would
+# write a RECORD that verifies and launder the change. Each member is reached another way: the
+# data file is copied raw, the extension is inflated by the audit, WHEEL is rewritten.
 RECORD_ROW_CASES = {
-    "hash-differs": lambda real: real[:-1] + b"?",
-    "size-differs": lambda real: real + b"more",
+    "hash-differs": (lambda real: real[:-1] + b"?", r"hash differs from RECORD \(recorded sha256="),
+    "size-differs": (lambda real: real + b"more", r"size differs from RECORD \(recorded \d+ bytes"),
 }
+RECORD_MEMBERS = [DATA_MEMBER, EXT_MEMBER, f"{DIST_INFO}/WHEEL"]
+
+
+def _record_describing(name: str, listed: Callable[[bytes], bytes]) -> Builder:
+    """A wheel whose RECORD row for ``name`` describes ``listed(its real contents)``."""
+
+    def build(folder: Path, extension: bytes) -> Path:
+        members = valid_members(extension)
+        files = [*members, *dist_info_entries(members, with_record=False)]
+        rows = [
+            record_row(m.text_name, listed(m.data) if m.name == name else m.data) for m in files
+        ]
+        record = "".join([*rows, f"{DIST_INFO}/RECORD,,\n"]).encode()
+        return build_wheel(folder, members, record=record)
+
+    return build
+
+
+def _record_rows(edit: Callable[[list[str]], list[str]]) -> Builder:
+    """A wheel whose true RECORD rows are passed through ``edit``."""
+
+    def build(folder: Path, extension: bytes) -> Path:
+        members = valid_members(extension)
+        record = dist_info_entries(members)[-1].data.decode()
+        return build_wheel(folder, members, record="".join(edit(record.splitlines(True))).encode())
+
+    return build
 
 
 def record_problems(wheel: Path) -> list[str]:
@@ -465,19 +484,195 @@ def record_problems(wheel: Path) -> list[str]:
     return problems
 
 
+@pytest.mark.parametrize("member", RECORD_MEMBERS)
 @pytest.mark.parametrize("case", RECORD_ROW_CASES)
-def test_record_row_that_differs_from_a_copied_member_is_not_passed_on(
-    scene: Scene, extension: bytes, case: str
+def test_record_row_that_differs_from_a_member_is_refused_by_fix(
+    scene: Scene, extension: bytes, case: str, member: str
 ) -> None:
-    wheel = _record_row_for(RECORD_ROW_CASES[case])(scene.inputs, extension)
+    listed, pattern = RECORD_ROW_CASES[case]
+    wheel = _record_describing(member, listed)(scene.inputs, extension)
     digest = sha256(wheel)
     proc = scene.fix(wheel)
-    if proc.returncode != 0:
-        assert_none(refusal_problems(proc, scene, wheel, digest, r"RECORD", (DATA_MEMBER,)))
-    else:
-        outputs = sorted(scene.out.iterdir())
-        assert len(outputs) == 1, outputs
-        assert_none(record_problems(outputs[0]))
+    assert_none(refusal_problems(proc, scene, wheel, digest, pattern, (wheel.name, member)))
+    assert proc.returncode == 2, proc.stderr
+
+
+@pytest.mark.parametrize("member", [DATA_MEMBER, EXT_MEMBER])
+@pytest.mark.parametrize("case", RECORD_ROW_CASES)
+def test_show_reports_a_record_row_that_differs(
+    scene: Scene, extension: bytes, case: str, member: str
+) -> None:
+    """show audits the wheel all the same and names the one member RECORD does not vouch for.
+    (Needs show to call WheelArchive.verify_record; see the laundering change.)"""
+    listed, pattern = RECORD_ROW_CASES[case]
+    wheel = _record_describing(member, listed)(scene.inputs, extension)
+    proc = scene.run("show", str(wheel))
+    assert proc.returncode == 0, proc.stderr
+    flagged = [line for line in proc.stdout.splitlines() if "differs from RECORD" in line]
+    assert len(flagged) == 1 and member in flagged[0], proc.stdout
+    assert re.search(pattern, flagged[0]), flagged[0]
+
+
+# Installers accept these (installer's validate_record aside, which only warns-by-refusing when
+# asked): fix succeeds and its new RECORD is complete and right.
+RECORD_WARNING_CASES = {
+    "member-not-listed": _record_rows(lambda rows: [r for r in rows if DATA_MEMBER not in r]),
+    "row-for-a-missing-file": _record_rows(lambda rows: ["demo/gone.py,,\n", *rows]),
+    "row-without-hash-or-size": _record_rows(
+        lambda rows: [f"{DATA_MEMBER},,\n" if r.startswith(DATA_MEMBER) else r for r in rows]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", RECORD_WARNING_CASES)
+def test_incomplete_record_is_completed_by_fix(scene: Scene, extension: bytes, case: str) -> None:
+    wheel = RECORD_WARNING_CASES[case](scene.inputs, extension)
+    proc = scene.fix(wheel)
+    assert proc.returncode == 0, proc.stderr
+    (output,) = scene.out.iterdir()
+    with zipfile.ZipFile(output) as archive:
+        record = archive.read(f"{DIST_INFO}/RECORD").decode()
+        files = [n for n in archive.namelist() if not n.endswith("/")]
+    listed = [row[0] for row in csv.reader(io.StringIO(record))]
+    assert sorted(listed) == sorted(files)
+    assert_none(record_problems(output) + unzip_problems(output))
+
+
+@pytest.mark.parametrize("case", ["member-not-listed", "row-for-a-missing-file"])
+def test_show_notes_an_incomplete_record(scene: Scene, extension: bytes, case: str) -> None:
+    """(Needs show to call WheelArchive.verify_record; see the laundering change.)"""
+    wheel = RECORD_WARNING_CASES[case](scene.inputs, extension)
+    proc = scene.run("show", str(wheel))
+    assert proc.returncode == 0, proc.stderr
+    expected = {
+        "member-not-listed": f"{DATA_MEMBER}: not listed in RECORD",
+        "row-for-a-missing-file": "demo/gone.py: listed in RECORD but not in the wheel",
+    }[case]
+    assert expected in proc.stdout, proc.stdout
+
+
+# --- what installers see -------------------------------------------------------------------------
+
+
+def _dist_info_named(dist_info: str) -> Builder:
+    def build(folder: Path, extension: bytes) -> Path:
+        return build_wheel(folder, valid_members(extension), dist_info=dist_info)
+
+    return build
+
+
+@pytest.mark.parametrize("command", ["fix", "show"])
+@pytest.mark.parametrize(
+    "dist_info", ["other-1.0.dist-info", "demo-2.0.dist-info", "demo.dist-info"]
+)
+def test_dist_info_of_another_distribution_is_refused(
+    scene: Scene, extension: bytes, dist_info: str, command: str
+) -> None:
+    wheel = _dist_info_named(dist_info)(scene.inputs, extension)
+    assert_refused(scene, command, wheel, r"does not match the file name", (dist_info,))
+
+
+def test_dist_info_spelled_another_way_is_accepted(scene: Scene, extension: bytes) -> None:
+    """Names compare canonicalized and versions as versions: Demo-1.0.0 is demo 1.0."""
+    wheel = _dist_info_named("Demo-1.0.0.dist-info")(scene.inputs, extension)
+    proc = scene.fix(wheel)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_root_is_purelib_true_becomes_false(scene: Scene, extension: bytes) -> None:
+    text = WHEEL_TEXT.replace(b"Root-Is-Purelib: false", b"Root-Is-Purelib: true")
+    wheel = build_wheel(scene.inputs, valid_members(extension), wheel=text)
+    proc = scene.fix(wheel)
+    assert proc.returncode == 0, proc.stderr
+    (output,) = scene.out.iterdir()
+    with zipfile.ZipFile(output) as archive:
+        lines = archive.read(f"{DIST_INFO}/WHEEL").decode().splitlines()
+    assert lines[:3] == ["Wheel-Version: 1.0", "Generator: hostile", "Root-Is-Purelib: false"]
+    assert lines[3:] and all(line.startswith("Tag: py3-none-") for line in lines[3:])
+    assert f"Tag: py3-none-{PLATFORM}" not in lines
+    assert_none(record_problems(output) + unzip_problems(output))
+
+
+def _unicode_path_wheel(folder: Path, extension: bytes) -> Path:
+    """demo/donnees.txt stored, demo/données.txt in its 0x7075 field (listed so in RECORD);
+    demo/caf\x82.txt stored without the UTF-8 flag (cp437: café)."""
+    raw = b"demo/donnees.txt"
+    members = [
+        *valid_members(extension),
+        Entry(
+            raw,
+            b"1",
+            extra=unicode_path_extra(raw, "demo/données.txt"),
+            listed_as="demo/données.txt",
+        ),
+        Entry(b"demo/caf\x82.txt", b"2", flags=0, listed_as="demo/café.txt"),
+    ]
+    return build_wheel(folder, members)
+
+
+def test_member_names_are_the_ones_installers_see_and_written_utf8(
+    scene: Scene, extension: bytes
+) -> None:
+    wheel = _unicode_path_wheel(scene.inputs, extension)
+    proc = scene.fix(wheel)
+    assert proc.returncode == 0, proc.stderr
+    (output,) = scene.out.iterdir()
+    with zipfile.ZipFile(output) as archive:
+        found = {i.filename: i for i in archive.infolist()}
+    for name, data in (("demo/données.txt", b"1"), ("demo/café.txt", b"2")):
+        assert name in found, sorted(found)
+        assert found[name].flag_bits & 0x800 and found[name].extra == b""
+        with zipfile.ZipFile(output) as archive:
+            assert archive.read(name) == data
+    assert_none(record_problems(output) + unzip_problems(output))
+
+
+_BAD_NAME_CASES = {
+    "utf8-flag-on-bytes-that-are-not": Case(
+        _members(Entry(b"demo/\xff\xfe.py", b"x", flags=0x800)),
+        r"member name is not valid UTF-8",
+    ),
+    "unicode-path-not-utf8": Case(
+        _members(
+            Entry(b"demo/a.py", b"x", extra=unicode_path_extra(b"demo/a.py", b"demo/\xff.py"))
+        ),
+        r"unicode path extra field \(0x7075\)",
+    ),
+    "unicode-path-escapes": Case(
+        _members(Entry(b"demo/a.py", b"x", extra=unicode_path_extra(b"demo/a.py", "../evil.py"))),
+        r"'\.\.' component",
+        ("../evil.py",),
+    ),
+    "stored-name-escapes-behind-a-safe-unicode-path": Case(
+        _members(Entry(b"../evil.py", b"x", extra=unicode_path_extra(b"../evil.py", "demo/a.py"))),
+        r"'\.\.' component",
+        ("../evil.py",),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "command"),
+    [(case, command) for case in _BAD_NAME_CASES for command in ("fix", "show")],
+)
+def test_bad_member_name_is_refused(
+    scene: Scene, extension: bytes, case: str, command: str
+) -> None:
+    spec = _BAD_NAME_CASES[case]
+    assert_refused(scene, command, spec.build(scene.inputs, extension), spec.pattern, spec.names)
+
+
+# --- the environment -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["yesterday", "-1", "1.5", "99999999999999"])
+def test_bad_source_date_epoch_is_refused(scene: Scene, extension: bytes, value: str) -> None:
+    wheel = build_wheel(scene.inputs, valid_members(extension))
+    digest = sha256(wheel)
+    proc = scene.fix(wheel, env={"SOURCE_DATE_EPOCH": value})
+    names = ("SOURCE_DATE_EPOCH", value)
+    assert_none(refusal_problems(proc, scene, wheel, digest, r"SOURCE_DATE_EPOCH", names))
+    assert proc.returncode == 2, proc.stderr
 
 
 # --- ELF members ---------------------------------------------------------------------------------
@@ -612,6 +807,7 @@ def test_read_only_output_folder_is_refused(scene: Scene, extension: bytes) -> N
     assert_none(
         refusal_problems(proc, scene, wheel, digest, r"read-only", (str(scene.out),), inside)
     )
+    assert proc.returncode == 1, proc.stderr  # ResourceError: the machine, not the wheel
 
 
 @pytest.mark.usefixtures("mount_namespace")
@@ -622,6 +818,7 @@ def test_full_output_folder_is_refused(scene: Scene, extension: bytes) -> None:
     assert_none(
         refusal_problems(proc, scene, wheel, digest, r"no space", (str(scene.out),), inside)
     )
+    assert proc.returncode == 1, proc.stderr  # ResourceError
 
 
 # --- interruption and concurrency ----------------------------------------------------------------

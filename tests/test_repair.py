@@ -42,6 +42,7 @@ from wheelbuild import (
 )
 
 from repairwheel.elf import read_elf
+from repairwheel.errors import WheelError
 from repairwheel.repair import RepairResult, repair_wheel
 
 Build = Callable[[WheelSpec], BuiltWheel]
@@ -566,11 +567,14 @@ def _with_record_hash(wheel: Path, member: str, digest: str) -> None:
             zf.writestr(name, data)
 
 
-def test_wrong_record_hash_in_the_input_is_not_carried_over(build: Build, tmp_path: Path) -> None:
+def test_wrong_record_hash_in_the_input_is_refused(build: Build, tmp_path: Path) -> None:
+    """A RECORD that does not vouch for a member is not laundered into one that does."""
     built = build(RAW_COPY_SPEC)
     _with_record_hash(built.path, "demo/words.py", record_hash(WORDS.upper()))
-    result = fix(built, tmp_path / "out")
-    assert list(record_problems(result.output)) == []
+    pattern = rf"demo/words.py: hash differs from RECORD \(recorded {record_hash(WORDS.upper())}"
+    with pytest.raises(WheelError, match=pattern):
+        fix(built, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 # Large enough that deflate levels 1 and 6 compress it differently.

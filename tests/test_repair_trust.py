@@ -263,3 +263,20 @@ def test_a_full_temp_folder_while_spilling_is_one_line_naming_it(tmp_path: Path)
     # The control: with room, the same wheel is read.
     ok = cli("show", str(wheel))
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_malformed_elf_member_is_a_bad_wheel(tmp_path: Path) -> None:
+    """exit 2 (bad wheel), one line naming the wheel and the member; nothing written."""
+    wheel = tmp_path / GLIBC_WHEEL.name
+    with zipfile.ZipFile(GLIBC_WHEEL) as zf, zipfile.ZipFile(wheel, "w") as out:
+        for info in zf.infolist():
+            out.writestr(info, zf.read(info))
+        member = next(n for n in zf.namelist() if n.endswith(".so"))
+        out.writestr("testsimple/_cut.so", zf.read(member)[:200])
+    rezip(wheel, {})
+    for args in (["show"], ["fix", "-w", str(tmp_path / "out")]):
+        proc = cli(*args, str(wheel))
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and wheel.name in lines[0] and "testsimple/_cut.so" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from repairwheel import sbom
-from repairwheel.errors import RepairwheelError
+from repairwheel.errors import UsageError
 from repairwheel.sbom import GraftedLib, Provider, build_sbom, find_providers, sbom_bytes
 
 MULTIARCH = sysconfig.get_config_var("MULTIARCH") or ""
@@ -28,10 +28,37 @@ requires_dpkg = pytest.mark.skipif(
 WHEEL = "demo_pkg-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 
 
-def installed_version(package: str) -> str:
-    """What dpkg itself says is installed: the oracle for versions."""
+def native_arch() -> str:
     return subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", package],
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def installed_version(package: str, arch: str) -> str:
+    """What dpkg itself says is installed for the ``package:arch`` instance: the version oracle.
+
+    Asking for the bare name would answer once per installed architecture (libc6 for amd64
+    and i386 on a multiarch host), so the instance is always named with its architecture.
+    """
+    lines = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Architecture}\t${Version}\n", f"{package}:{arch}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(lines) == 1, lines
+    found_arch, version = lines[0].split("\t")
+    assert found_arch == arch and version, lines
+    return version
+
+
+def package_arch(path: str) -> str:
+    """The Architecture dpkg records for the package owning ``path`` (``all`` or an arch)."""
+    owner = subprocess.run(
+        ["dpkg-query", "-S", path], capture_output=True, text=True, check=True
+    ).stdout.partition(": ")[0]
+    return subprocess.run(
+        ["dpkg-query", "-W", "-f=${Architecture}", owner],
         capture_output=True,
         text=True,
         check=True,
@@ -113,12 +140,68 @@ def assert_cyclonedx_shape(doc: dict[str, Any]) -> None:
 def test_finds_installed_package_owning_host_library(soname: str, package: str) -> None:
     path = host_lib(soname)
     provider = find_providers([path])[path]
+    arch = native_arch()
     assert provider is not None
-    assert (provider.name, provider.version, provider.purl_type) == (
+    assert (provider.name, provider.version, provider.purl_type, provider.arch) == (
         package,
-        installed_version(package),
+        installed_version(package, arch),
         "deb",
+        arch,
     )
+    assert f"?arch={arch}&" in provider.purl
+
+
+# Libraries of a second architecture, owned by that architecture's instance of a package that
+# is also installed natively (Multi-Arch: same). CI installs them (see .ci/run).
+FOREIGN_LIBS = [
+    ("aarch64-linux-gnu", "libffi.so.8", "libffi8", "arm64"),
+    ("aarch64-linux-gnu", "libz.so.1", "zlib1g", "arm64"),
+    ("i386-linux-gnu", "libc.so.6", "libc6", "i386"),
+]
+
+
+@requires_dpkg
+@pytest.mark.parametrize(("triplet", "soname", "package", "arch"), FOREIGN_LIBS)
+def test_foreign_arch_library_is_attributed_to_its_own_arch_package(
+    triplet: str, soname: str, package: str, arch: str
+) -> None:
+    path = f"/usr/lib/{triplet}/{soname}"
+    if not os.path.exists(path):
+        pytest.skip(
+            f"{path} not installed: needs `dpkg --add-architecture {arch}` and "
+            f"`apt-get install {package}:{arch}`"
+        )
+    if arch == native_arch():
+        pytest.skip(f"{arch} is this host's own architecture")
+    native = host_lib(soname)
+    found = find_providers([path, native])
+    foreign = found[path]
+    assert foreign is not None
+    assert (foreign.name, foreign.version, foreign.arch) == (
+        package,
+        installed_version(package, arch),
+        arch,
+    )
+    distro = foreign.distro_id
+    assert distro, "os-release names the distro: the purl namespace"
+    assert foreign.purl.startswith(f"pkg:deb/{distro}/{package}@")
+    assert f"?arch={arch}&" in foreign.purl
+    # Asked together, the host's own copy still names the native instance.
+    own = found[native]
+    assert own is not None and (own.name, own.arch) == (package, native_arch())
+
+
+@requires_dpkg
+def test_biarch_library_names_its_packages_architecture_not_its_codes() -> None:
+    # amd64's libc6-i386 (pulled in by gcc-multilib) ships i386 code in /lib32: the package,
+    # and so the purl, is amd64.
+    path = "/lib32/libc.so.6"
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not installed: needs libc6-i386 (gcc-multilib)")
+    provider = find_providers([path])[path]
+    arch = package_arch(path)
+    assert provider is not None and (provider.name, provider.arch) == ("libc6-i386", arch)
+    assert provider.version == installed_version("libc6-i386", arch)
 
 
 @requires_dpkg
@@ -272,11 +355,149 @@ def test_dpkg_diverted_file_belongs_to_the_diverter(
         f"  echo 'libgl1:amd64, nvidia-alt: {path}'\n"
         "else\n"
         "  shift 2\n"
-        '  for pkg in "$@"; do printf "%s\\t%s\\t1.0\\tamd64\\n" "$pkg" "${pkg%:*}"; done\n'
+        '  for pkg in "$@"; do printf "%s\\tamd64\\t1.0\\tii \\n" "${pkg%:*}"; done\n'
         "fi\n",
     )
     provider = find_providers([path])[path]
     assert (provider and provider.name) == owner
+
+
+def elf_file(directory: Path, name: str, machine: int, is64: bool = True) -> str:
+    """A file with just the ELF header fields that say which architecture its code is for."""
+    header = b"\x7fELF" + bytes([2 if is64 else 1, 1, 1]) + bytes(9) + (3).to_bytes(2, "little")
+    path = directory / name
+    path.write_bytes(header + machine.to_bytes(2, "little") + bytes(44))
+    return str(path.resolve())
+
+
+EM_386, EM_X86_64, EM_AARCH64 = 3, 62, 183
+
+# A fake dpkg-query on a multiarch host: `-S` answers as $OWNERS says, and `-W` logs its
+# arguments, then answers for every instance of each package asked for, as dpkg would for a bare
+# name (so only the exact `package:arch` lookup finds the right one).
+DPKG_MULTIARCH_SCRIPT = """if [ "$1" = -S ]; then
+  shift
+  for p in "$@"; do echo "$OWNERS: $p"; done
+else
+  printf '%s\\0' "$@" > "$LOG"
+  printf "$INSTANCES"
+fi
+"""
+
+
+def multiarch_dpkg(
+    fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owners: str, instances: str
+) -> Path:
+    fake_tool(fake_bin, "dpkg-query", DPKG_MULTIARCH_SCRIPT)
+    log = tmp_path / "status-args"
+    monkeypatch.setenv("OWNERS", owners)
+    monkeypatch.setenv("INSTANCES", instances)
+    monkeypatch.setenv("LOG", str(log))
+    return log
+
+
+def test_dpkg_asks_for_the_instance_of_the_owners_architecture(
+    fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = multiarch_dpkg(
+        fake_bin,
+        tmp_path,
+        monkeypatch,
+        "libffi8:arm64",
+        r"libffi8\tamd64\t3.4.4-1\tii \nlibffi8\tarm64\t3.4.4-1+b1\tii \n",
+    )
+    path = elf_file(tmp_path, "libffi.so.8", EM_AARCH64)
+    provider = find_providers([path])[path]
+    assert provider == Provider("libffi8", "3.4.4-1+b1", "deb", "fedora", "40", "arm64")
+    assert provider.purl == "pkg:deb/fedora/libffi8@3.4.4-1%2Bb1?arch=arm64&distro=fedora-40"
+    assert log.read_text().split("\0") == [
+        "-W",
+        "-f=${Package}\t${Architecture}\t${Version}\t${db:Status-Abbrev}\n",
+        "libffi8:arm64",
+        "",
+    ]
+
+
+def test_dpkg_architecture_all_package_keeps_arch_all(
+    fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    multiarch_dpkg(
+        fake_bin, tmp_path, monkeypatch, "tzdata", r"tzdata\tall\t2025b-0+deb12u2\tii \n"
+    )
+    path = lib_file(tmp_path, "Etc-UTC")
+    provider = find_providers([path])[path]
+    assert provider is not None and (provider.name, provider.arch) == ("tzdata", "all")
+    assert provider.purl == "pkg:deb/fedora/tzdata@2025b-0%2Bdeb12u2?arch=all&distro=fedora-40"
+
+
+def test_dpkg_bare_name_skips_a_removed_instance(
+    fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    multiarch_dpkg(
+        fake_bin,
+        tmp_path,
+        monkeypatch,
+        "libfoo",
+        r"libfoo\ti386\t1.0\trc \nlibfoo\tamd64\t2.0\tii \nlibfoo\tarm64\t\tun \n",
+    )
+    path = lib_file(tmp_path, "libfoo.so.1")
+    provider = find_providers([path])[path]
+    assert provider is not None and (provider.version, provider.arch) == ("2.0", "amd64")
+
+
+@pytest.mark.parametrize(("machine", "arch"), [(EM_X86_64, "amd64"), (EM_AARCH64, "arm64")])
+def test_dpkg_file_shared_by_two_instances_goes_to_the_codes_architecture(
+    fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: int, arch: str
+) -> None:
+    multiarch_dpkg(
+        fake_bin,
+        tmp_path,
+        monkeypatch,
+        "libx1:arm64, libx1:amd64",
+        r"libx1\tamd64\t1.0\tii \nlibx1\tarm64\t1.0\tii \n",
+    )
+    path = elf_file(tmp_path, "libx.so.1", machine)
+    provider = find_providers([path])[path]
+    assert provider is not None and provider.arch == arch
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        r"libffi8\tamd64\t3.4.4-1\tii \n",  # no instance of the owner's architecture
+        r"libffi83.4.4-1amd64\n",  # fields run together
+        r"libffi8\tarm64\n",  # too few fields
+        r"",
+    ],
+)
+def test_dpkg_unusable_status_answer_gives_none(
+    fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    multiarch_dpkg(fake_bin, tmp_path, monkeypatch, "libffi8:arm64", status)
+    path = lib_file(tmp_path, "libffi.so.8")
+    assert find_providers([path]) == {path: None}
+
+
+def test_tool_that_cannot_start_gives_none(fake_bin: Path, tmp_path: Path) -> None:
+    tool = fake_bin / "dpkg-query"
+    tool.write_text("#!/nonexistent/interpreter\n")
+    tool.chmod(0o755)
+    path = lib_file(tmp_path, "libx.so.1")
+    assert find_providers([path]) == {path: None}
+
+
+def test_rpm_multilib_shared_file_goes_to_the_codes_architecture(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    fake_tool(
+        fake_bin,
+        "rpm",
+        "printf 'libgcc\\t(none)\\t14.1\\t1.fc40\\tx86_64\\n'\n"
+        "printf 'libgcc\\t(none)\\t14.1\\t1.fc40\\ti686\\n'\n",
+    )
+    path = elf_file(tmp_path, "libgcc_s.so.1", EM_386, is64=False)
+    provider = find_providers([path])[path]
+    assert provider == Provider("libgcc", "14.1-1.fc40", "rpm", "fedora", "40", "i686")
 
 
 def test_deb_purl_keeps_epoch_colon_and_encodes_plus() -> None:
@@ -314,7 +535,8 @@ def test_component_carries_soname_source_hash_and_package_purl(
         {"alg": "SHA-256", "content": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
     ]
     assert component["purl"].startswith("pkg:deb/debian/libffi8@")
-    assert component["version"] == installed_version("libffi8")
+    assert component["version"] == installed_version("libffi8", native_arch())
+    assert f"?arch={native_arch()}&" in component["purl"]
 
 
 def test_component_of_unknown_origin_has_no_purl(tmp_path: Path) -> None:
@@ -359,10 +581,14 @@ def test_source_date_epoch_is_the_timestamp(monkeypatch: pytest.MonkeyPatch) -> 
     assert build_sbom("demo_pkg", "1.0", WHEEL, [])["metadata"]["timestamp"] == expected
 
 
-def test_malformed_source_date_epoch_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
-    with pytest.raises(RepairwheelError, match="SOURCE_DATE_EPOCH"):
+@pytest.mark.parametrize("value", ["yesterday", "-1", "1.5"])
+def test_malformed_source_date_epoch_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH") as caught:
         build_sbom("demo_pkg", "1.0", WHEEL, [])
+    assert caught.value.exit_code == 2
 
 
 def test_two_grafts_with_one_new_name_are_rejected(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Callable, Union
 import pytest
 
 from repairwheel import wheelfile
-from repairwheel.errors import RepairwheelError, WheelError
+from repairwheel.errors import UsageError, WheelError
 from repairwheel.wheelfile import (
     WheelArchive,
     WheelFilename,
@@ -320,15 +320,21 @@ def test_verify_record_reports_each_mismatch(tmp_path: Path) -> None:
         f"{DIST}/METADATA,{sha(METADATA)},{len(METADATA)}\n"
         f"{DIST}/WHEEL,,\n"
     ).encode()
+    init = FILES["demo/__init__.py"]
     with WheelArchive(build(tmp_path, record=record)) as wheel:
-        problems = {str(problem) for problem in wheel.verify_record()}
-    assert problems == {
-        "demo/__init__.py: hash differs from RECORD",
-        f"demo/_ext.so: RECORD says 1 bytes, the wheel holds {len(ELF)}",
-        "demo/data.bin: not listed in RECORD",
-        f"{DIST}/WHEEL: has no hash in RECORD",
-        "demo/gone.py: listed in RECORD but not in the wheel",
-    }
+        problems = [(str(problem), problem.fatal) for problem in wheel.verify_record()]
+    assert problems == [
+        (
+            f"demo/__init__.py: hash differs from RECORD (recorded {sha(b'other')}, "
+            f"actual {sha(init)})",
+            True,
+        ),
+        (f"demo/_ext.so: size differs from RECORD (recorded 1 bytes, actual {len(ELF)})", True),
+        ("demo/data.bin: not listed in RECORD", False),
+        (f"{DIST}/WHEEL: has no hash in RECORD", False),
+        (f"{DIST}/WHEEL: has no size in RECORD", False),
+        ("demo/gone.py: listed in RECORD but not in the wheel", False),
+    ]
 
 
 def nul_name(path: Path) -> None:
@@ -454,8 +460,8 @@ def test_output_record_matches_every_member(tmp_path: Path) -> None:
     assert rows == [*expected, f"{DIST}/RECORD,,"]
 
 
-def test_stale_input_record_rows_are_recomputed(tmp_path: Path) -> None:
-    record = f"demo/data.bin,{sha(b'stale')},5\n{DIST}/RECORD,,\n".encode()
+def test_rows_missing_from_input_record_are_added(tmp_path: Path) -> None:
+    record = f"demo/data.bin,,\n{DIST}/RECORD,,\n".encode()
     out = rewrite(build(tmp_path / "in", record=record), tmp_path / "out")
     with zipfile.ZipFile(out) as archive:
         rows = archive.read(f"{DIST}/RECORD").decode().splitlines()
@@ -545,7 +551,7 @@ def test_invalid_source_date_epoch_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
-    with pytest.raises(RepairwheelError, match="SOURCE_DATE_EPOCH must be an integer"):
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH must be a non-negative integer"):
         WheelWriter(tmp_path / NAME, DIST)
     assert list(tmp_path.iterdir()) == []
 
