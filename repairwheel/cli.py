@@ -88,10 +88,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     try:
         # hash_reads: the audit's reads of the ELF members are compared with RECORD as they
         # go, so verify_record inflates only the other members, once.
-        with WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive:
+        with (
+            WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive,
+            archive.checking_others() as others_checked,
+        ):
             report = analyze_wheel(
                 archive, ldpaths=args.ldpaths, disable_isa_ext_check=args.disable_isa_ext_check
             )
+            others_checked()
             record_problems = archive.verify_record()
     except NotPlatformWheelError as exc:
         pure = _is_pure_name(name)

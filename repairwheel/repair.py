@@ -14,9 +14,7 @@ import os
 import shutil
 import stat
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +97,7 @@ def repair_wheel(
     archive = WheelArchive(path, hash_reads=True)
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
-        others_checked = stack.enter_context(_check_others_in_background(archive))
+        others_checked = stack.enter_context(archive.checking_others())
         try:
             report = analyze_wheel(
                 archive,
@@ -137,31 +135,6 @@ def repair_wheel(
         unrecorded=report.unrecorded,
         ignored=report.ignored,
     )
-
-
-@contextlib.contextmanager
-def _check_others_in_background(archive: WheelArchive) -> Iterator[Callable[[], None]]:
-    """CRC-check and hash the non-ELF members (they are copied, so RECORD needs their hashes)
-    on a thread while the audit reads the ELF ones, using the core the audit leaves idle.
-    Yields a function that waits and re-raises a failure; the thread is stopped and joined
-    before the archive can close."""
-    elf = set(archive.elf_members())
-    others = [m.name for m in archive.members if not m.is_dir and m.name not in elf]
-    stop = threading.Event()
-
-    def check() -> None:
-        for name in others:
-            if stop.is_set():
-                return
-            archive.digest(name)
-
-    pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(check)
-    try:
-        yield future.result
-    finally:
-        stop.set()
-        pool.shutdown(wait=True)
 
 
 def _make_out_dir(out: Path) -> None:

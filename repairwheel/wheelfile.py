@@ -700,6 +700,32 @@ class WheelArchive:
             if mismatch is not None and (self.refuse_record_mismatch if refuse is None else refuse):
                 raise self._error(str(mismatch))
 
+    @contextlib.contextmanager
+    def checking_others(self) -> Iterator[Callable[[], None]]:
+        """CRC-check and hash every member that is not ELF on a thread, while the caller (an
+        audit) reads the ELF ones on the other cores. Yields a function that waits for it and
+        re-raises a failure (a RECORD mismatch only if ``refuse_record_mismatch``); the thread
+        is stopped and joined on exit, before the archive can close."""
+        elf = set(self.elf_members())
+        others = [m.name for m in self.members if not m.is_dir and m.name not in elf]
+        stop = threading.Event()
+
+        def check() -> None:
+            for name in others:
+                if stop.is_set():
+                    return
+                if name not in self._digests:
+                    for _ in self._contents(self._info(name), _CHUNK, _OUT_CHUNK, hash_it=True):
+                        pass
+
+        pool = ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(check)
+        try:
+            yield future.result
+        finally:
+            stop.set()
+            pool.shutdown(wait=True)
+
     def digest(self, name: str) -> str:
         """The member's RECORD hash, size and CRC checked; computed once (by the first read
         when ``hash_reads`` is set: sha256 runs at over 1 GB/s, inflating is the cost).
