@@ -51,6 +51,9 @@
 #define VERSYM_INDEX 0x7fffu
 #define MAX_VERSION_INDEX 0x8000u
 #define OUTPUT_FACTOR 16 /* output strings may total this many times the input, plus 1 MiB */
+#define OUTPUT_EXTRA ((uint64_t)1 << 20)
+/* The budget never exceeds this, so sums of charged sizes fit a size_t even on 32-bit hosts. */
+#define OUTPUT_CAP ((uint64_t)(SIZE_MAX / 4))
 
 /* ---- arena ---- */
 #define BLOCK_HEADER 16 /* keeps payloads 16-byte aligned */
@@ -88,13 +91,21 @@ typedef struct {
     /* dynamic string table (file offset and size) */
     uint64_t str_off, str_size;
     int has_str;
-    /* version index -> name (defs and needs share the index space) */
+    /* version index -> name (defs and needs share the index space); grown on demand to
+       the largest index seen, released at the end of the parse */
     const char **version_names;
+    size_t version_cap;
+    /* per-symbol name and version found by parse_symbols()' measuring pass, so the copying
+       pass neither looks them up nor charges them again; released at the end of the parse */
+    const char **sym_names;
     /* Bytes of strings the caller will copy out.  Many entries may point at one long
        string; the budget keeps a small crafted file from costing gigabytes downstream. */
     uint64_t budget;
 } parser;
 
+#if defined(__GNUC__)
+static int fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#endif
 static int fail(parser *p, const char *fmt, ...)
 {
     va_list ap;
@@ -106,14 +117,41 @@ static int fail(parser *p, const char *fmt, ...)
     return -1;
 }
 
-static void *alloc(parser *p, size_t size)
+/* ---- overflow-checked sizes: every allocation size goes through these ---- */
+static int add_u64(uint64_t a, uint64_t b, uint64_t *sum)
+{
+    if (a > UINT64_MAX - b)
+        return -1;
+    *sum = a + b;
+    return 0;
+}
+
+static int mul_u64(uint64_t a, uint64_t b, uint64_t *product)
+{
+    if (a != 0 && b > UINT64_MAX / a)
+        return -1;
+    *product = a * b;
+    return 0;
+}
+
+/* A size the host can allocate (with room for the block header), else -1 and nomem. */
+static int host_size(parser *p, uint64_t n, size_t *out)
+{
+    if (n > (uint64_t)(SIZE_MAX - 2 * BLOCK_HEADER)) {
+        p->nomem = 1;
+        return -1;
+    }
+    *out = (size_t)n;
+    return 0;
+}
+
+static void *alloc(parser *p, uint64_t size)
 {
     block *b;
-    if (size > SIZE_MAX - 2 * BLOCK_HEADER) {
-        p->nomem = 1;
+    size_t n;
+    if (host_size(p, size, &n))
         return NULL;
-    }
-    b = malloc(BLOCK_HEADER + size);
+    b = malloc(BLOCK_HEADER + n);
     if (b == NULL) {
         p->nomem = 1;
         return NULL;
@@ -123,13 +161,29 @@ static void *alloc(parser *p, size_t size)
     return (char *)b + BLOCK_HEADER;
 }
 
-static void *alloc_array(parser *p, size_t n, size_t size)
+static void *alloc_array(parser *p, uint64_t n, uint64_t size)
 {
-    if (size && n > SIZE_MAX / size) {
+    uint64_t total;
+    if (mul_u64(n, size, &total)) {
         p->nomem = 1;
         return NULL;
     }
-    return alloc(p, n && size ? n * size : 1);
+    return alloc(p, total ? total : 1);
+}
+
+/* Scratch memory for one parse (not part of the result): malloc'd, freed by the caller. */
+static void *scratch_array(parser *p, uint64_t n, uint64_t size)
+{
+    uint64_t total;
+    size_t bytes;
+    void *mem;
+    if (mul_u64(n, size, &total) || host_size(p, total ? total : 1, &bytes)) {
+        p->nomem = 1;
+        return NULL;
+    }
+    if ((mem = malloc(bytes)) == NULL)
+        p->nomem = 1;
+    return mem;
 }
 
 /* ---- bounds-checked reads ---- */
@@ -203,7 +257,7 @@ static const char *dyn_str(parser *p, uint64_t idx, const char *what)
         return NULL;
     }
     start = p->buf + p->str_off + idx;
-    nul = memchr(start, 0, (size_t)(p->str_size - idx));
+    nul = memchr(start, 0, (size_t)(p->str_size - idx)); /* in the buffer: fits a size_t */
     if (nul == NULL) {
         fail(p, "%s string at offset %llu is not terminated inside the dynamic string table",
              what, (unsigned long long)idx);
@@ -236,13 +290,13 @@ static int parse_header(parser *p)
     w = p->is64 ? 8 : 4;
     e->elf_type = (int)get_u(p, 16, 2);
     e->machine = (int)get_u(p, 18, 2);
-    p->phoff = get_u(p, 24 + w, w);
-    p->shoff = get_u(p, 24 + 2 * w, w);
-    e->flags = (uint32_t)get_u(p, 24 + 3 * w, 4);
-    p->phentsize = get_u(p, 24 + 3 * w + 6, 2);
-    p->phnum = get_u(p, 24 + 3 * w + 8, 2);
-    p->shentsize = get_u(p, 24 + 3 * w + 10, 2);
-    p->shnum = get_u(p, 24 + 3 * w + 12, 2);
+    p->phoff = get_u(p, 24u + (unsigned)w, w);
+    p->shoff = get_u(p, 24u + 2u * (unsigned)w, w);
+    e->flags = (uint32_t)get_u(p, 24u + 3u * (unsigned)w, 4);
+    p->phentsize = get_u(p, 24u + 3u * (unsigned)w + 6, 2);
+    p->phnum = get_u(p, 24u + 3u * (unsigned)w + 8, 2);
+    p->shentsize = get_u(p, 24u + 3u * (unsigned)w + 10, 2);
+    p->shnum = get_u(p, 24u + 3u * (unsigned)w + 12, 2);
 
     /* Extended numbering: real counts live in section header 0. */
     if (p->shoff != 0 && p->shentsize >= (uint64_t)(p->is64 ? 64 : 40) &&
@@ -275,29 +329,17 @@ static uint64_t ph_field(const parser *p, uint64_t i, int f32, int f64)
     return p->phoff + i * p->phentsize + (uint64_t)(p->is64 ? f64 : f32);
 }
 
-static void ph_read(const parser *p, uint64_t i, uint64_t *type, uint64_t *offset,
-                    uint64_t *vaddr, uint64_t *filesz, uint64_t *align)
+/* Program header i; parse_header() checked that the table is in the buffer. */
+static void ph_read(const parser *p, uint64_t i, rw_segment *seg)
 {
     int w = p->is64 ? 8 : 4;
-    *type = get_u(p, ph_field(p, i, 0, 0), 4);
-    *offset = get_u(p, ph_field(p, i, 4, 8), w);
-    *vaddr = get_u(p, ph_field(p, i, 8, 16), w);
-    *filesz = get_u(p, ph_field(p, i, 16, 32), w);
-    *align = get_u(p, ph_field(p, i, 28, 48), w);
-}
-
-static void ph_full(const parser *p, uint64_t i, rw_segment *seg)
-{
-    int w = p->is64 ? 8 : 4;
-    uint64_t offset, vaddr, filesz, align, type;
-    ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
-    seg->type = (uint32_t)type;
-    seg->offset = offset;
-    seg->vaddr = vaddr;
-    seg->filesz = filesz;
-    seg->align = align;
-    seg->memsz = get_u(p, ph_field(p, i, 20, 40), w);
+    seg->type = (uint32_t)get_u(p, ph_field(p, i, 0, 0), 4);
     seg->flags = (uint32_t)get_u(p, ph_field(p, i, 24, 4), 4);
+    seg->offset = get_u(p, ph_field(p, i, 4, 8), w);
+    seg->vaddr = get_u(p, ph_field(p, i, 8, 16), w);
+    seg->filesz = get_u(p, ph_field(p, i, 16, 32), w);
+    seg->memsz = get_u(p, ph_field(p, i, 20, 40), w);
+    seg->align = get_u(p, ph_field(p, i, 28, 48), w);
 }
 
 static int parse_interp(parser *p, uint64_t offset, uint64_t size)
@@ -310,9 +352,9 @@ static int parse_interp(parser *p, uint64_t offset, uint64_t size)
         return fail(p, "PT_INTERP (offset %llu, %llu bytes) is past the end of the file",
                     (unsigned long long)offset, (unsigned long long)size);
     start = p->buf + offset;
-    end = size ? memchr(start, 0, (size_t)size) : NULL;
+    end = size ? memchr(start, 0, (size_t)size) : NULL; /* in the buffer: fits a size_t */
     n = end ? (size_t)((const uint8_t *)end - start) : (size_t)size;
-    s = alloc(p, n + 1);
+    s = alloc(p, (uint64_t)n + 1);
     if (s == NULL)
         return -1;
     memcpy(s, start, n);
@@ -323,33 +365,40 @@ static int parse_interp(parser *p, uint64_t offset, uint64_t size)
 
 static int parse_segments(parser *p)
 {
-    uint64_t i, type, offset, vaddr, filesz, align;
+    uint64_t i;
     rw_elf *e = &p->out->pub;
-    p->loads = alloc_array(p, (size_t)p->phnum, sizeof(load_seg));
-    e->segments = alloc_array(p, (size_t)p->phnum, sizeof(rw_segment));
+    const rw_segment *dyn = NULL;
+    p->loads = alloc_array(p, p->phnum, sizeof(load_seg));
+    e->segments = alloc_array(p, p->phnum, sizeof(rw_segment));
     if (p->loads == NULL || e->segments == NULL)
         return -1;
     for (i = 0; i < p->phnum; i++) {
-        ph_full(p, i, &e->segments[e->n_segments++]);
-        ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
-        if (type == PT_LOAD) {
+        rw_segment *seg = &e->segments[e->n_segments++];
+        ph_read(p, i, seg);
+        if (seg->type == PT_LOAD) {
             load_seg *s = &p->loads[p->n_loads++];
-            s->vaddr = vaddr;
-            s->offset = offset;
-            s->filesz = filesz;
-        } else if (type == PT_DYNAMIC && !p->has_dyn) {
-            if (!in_range(p, offset, filesz))
-                return fail(p, "PT_DYNAMIC (offset %llu, %llu bytes) is past the end of the file",
-                            (unsigned long long)offset, (unsigned long long)filesz);
-            p->has_dyn = 1;
-            p->dyn_off = offset;
-            p->dyn_size = filesz;
-        } else if (type == PT_INTERP && p->out->pub.interpreter == NULL) {
-            if (parse_interp(p, offset, filesz))
+            s->vaddr = seg->vaddr;
+            s->offset = seg->offset;
+            s->filesz = seg->filesz;
+        } else if (seg->type == PT_DYNAMIC && dyn == NULL) {
+            dyn = seg;
+        } else if (seg->type == PT_INTERP && e->interpreter == NULL) {
+            if (parse_interp(p, seg->offset, seg->filesz))
                 return -1;
         }
     }
-    p->out->pub.has_dynamic = p->has_dyn;
+    if (dyn == NULL)
+        return 0;
+    /* ld.so reads the dynamic table at p_vaddr (l_ld), i.e. where PT_LOAD maps it; p_offset
+       is only a fallback, for files whose p_vaddr maps nowhere (ET_REL, broken tools). */
+    if (map_addr(p, dyn->vaddr, dyn->filesz, &p->dyn_off) != 0) {
+        if (!in_range(p, dyn->offset, dyn->filesz))
+            return fail(p, "PT_DYNAMIC (offset %llu, %llu bytes) is past the end of the file",
+                        (unsigned long long)dyn->offset, (unsigned long long)dyn->filesz);
+        p->dyn_off = dyn->offset;
+    }
+    p->has_dyn = 1;
+    p->dyn_size = dyn->filesz;
     return 0;
 }
 
@@ -428,87 +477,87 @@ static void scan_dynamic(parser *p, dyn_info *d)
     d->n_entries = i;
 }
 
-/* Join the strings of every `tag` entry with ':' (several DT_RPATH entries are legal). */
-static int join_tag(parser *p, const dyn_info *d, uint64_t want, const char *what,
-                    const char **dest)
-{
-    uint64_t i, tag, val;
-    size_t total = 0, count = 0, pos = 0, n;
-    const char *s, *first = NULL;
-    char *joined;
-    for (i = 0; i < d->n_entries; i++) {
-        dyn_entry(p, i, &tag, &val);
-        if (tag != want)
-            continue;
-        if ((s = dyn_str(p, val, what)) == NULL)
-            return -1;
-        if (first == NULL)
-            first = s;
-        total += strlen(s) + 1;
-        count++;
-    }
-    if (count <= 1) {
-        *dest = first; /* the common case points into the buffer: no copy */
-        return 0;
-    }
-    if ((joined = alloc(p, total)) == NULL)
-        return -1;
-    for (i = 0; i < d->n_entries; i++) {
-        dyn_entry(p, i, &tag, &val);
-        if (tag != want)
-            continue;
-        s = dyn_str(p, val, what);
-        n = strlen(s);
-        if (pos)
-            joined[pos++] = ':';
-        memcpy(joined + pos, s, n);
-        pos += n;
-    }
-    joined[pos] = 0;
-    *dest = joined;
-    return 0;
-}
-
+/*
+ * DT_NEEDED, DT_RPATH and DT_RUNPATH, every entry in file order, and the first DT_SONAME.
+ * One pass counts tags (no string is looked at), the other looks each string up once,
+ * charging it once, and keeps the pointer.
+ */
 static int parse_dynamic_strings(parser *p, const dyn_info *d)
 {
     rw_elf *e = &p->out->pub;
-    uint64_t i, tag, val, n_needed = 0;
+    uint64_t i, tag, val, n_needed = 0, n_rpaths = 0, n_runpaths = 0;
     for (i = 0; i < d->n_entries; i++) {
         dyn_entry(p, i, &tag, &val);
-        if (tag == DT_NEEDED)
-            n_needed++;
+        n_needed += tag == DT_NEEDED;
+        n_rpaths += tag == DT_RPATH;
+        n_runpaths += tag == DT_RUNPATH;
     }
-    e->needed = alloc_array(p, (size_t)n_needed, sizeof(char *));
-    if (e->needed == NULL)
+    e->needed = alloc_array(p, n_needed, sizeof(char *));
+    e->rpaths = alloc_array(p, n_rpaths, sizeof(char *));
+    e->runpaths = alloc_array(p, n_runpaths, sizeof(char *));
+    if (e->needed == NULL || e->rpaths == NULL || e->runpaths == NULL)
         return -1;
     for (i = 0; i < d->n_entries; i++) {
+        const char *s;
         dyn_entry(p, i, &tag, &val);
-        if (tag == DT_NEEDED) {
-            if ((e->needed[e->n_needed++] = dyn_str(p, val, "DT_NEEDED")) == NULL)
+        switch (tag) {
+        case DT_NEEDED:
+            if ((s = dyn_str(p, val, "DT_NEEDED")) == NULL)
                 return -1;
-        } else if (tag == DT_SONAME && e->soname == NULL) {
-            if ((e->soname = dyn_str(p, val, "DT_SONAME")) == NULL)
+            e->needed[e->n_needed++] = s;
+            break;
+        case DT_RPATH:
+            if ((s = dyn_str(p, val, "DT_RPATH")) == NULL)
                 return -1;
+            e->rpaths[e->n_rpaths++] = s;
+            break;
+        case DT_RUNPATH:
+            if ((s = dyn_str(p, val, "DT_RUNPATH")) == NULL)
+                return -1;
+            e->runpaths[e->n_runpaths++] = s;
+            break;
+        case DT_SONAME:
+            if (e->soname == NULL && (e->soname = dyn_str(p, val, "DT_SONAME")) == NULL)
+                return -1;
+            break;
+        default:
+            break;
         }
     }
-    if (join_tag(p, d, DT_RPATH, "DT_RPATH", &e->rpath) ||
-        join_tag(p, d, DT_RUNPATH, "DT_RUNPATH", &e->runpath))
-        return -1;
     return 0;
 }
 
+/* Record the name of version index `index` (the first record naming it wins). */
 static int set_version_name(parser *p, uint64_t index, const char *name)
 {
     index &= VERSYM_INDEX;
-    if (p->version_names == NULL) {
-        p->version_names = alloc_array(p, MAX_VERSION_INDEX, sizeof(char *));
-        if (p->version_names == NULL)
+    if (index >= p->version_cap) {
+        /* Grow to the next power of two above `index`: real files use a few dozen indices,
+           so the table stays small instead of 0x8000 entries zeroed per parse. */
+        size_t cap = p->version_cap ? p->version_cap : 16, i;
+        const char **bigger;
+        while (cap <= index) /* index <= 0x7fff, so cap stops at 0x8000 */
+            cap *= 2;
+        bigger = realloc(p->version_names, cap * sizeof(*bigger));
+        if (bigger == NULL) {
+            p->nomem = 1;
             return -1;
-        memset(p->version_names, 0, MAX_VERSION_INDEX * sizeof(char *));
+        }
+        for (i = p->version_cap; i < cap; i++)
+            bigger[i] = NULL;
+        p->version_names = bigger;
+        p->version_cap = cap;
     }
     if (p->version_names[index] == NULL)
         p->version_names[index] = name;
     return 0;
+}
+
+/* The name of version index `index` of a versym entry, or NULL (0 local, 1 global, unknown). */
+static const char *version_name(const parser *p, uint64_t index)
+{
+    index &= VERSYM_INDEX;
+    return index > 1 && index < p->version_cap ? p->version_names[index] : NULL;
 }
 
 /* Version indices are 15 bits: no valid file has more version records than that. */
@@ -587,23 +636,21 @@ static int parse_verdef(parser *p, const dyn_info *d)
 {
     rw_elf *e = &p->out->pub;
     uint64_t addr = d->verdef, limit = max_records(p), n, i, off, aux_off;
-    uint64_t vd_flags, vd_ndx, vd_cnt, vd_aux, vd_next, vda_name;
+    uint64_t vd_ndx, vd_cnt, vd_aux, vd_next, vda_name;
     if (!d->has_verdef)
         return 0;
     n = d->has_verdefnum ? d->verdefnum : limit;
     if (n > limit)
         return fail(p, "version definition count %llu is larger than the file allows",
                     (unsigned long long)n);
-    e->verdef = alloc_array(p, (size_t)n, sizeof(char *));
-    e->verdef_flags = alloc_array(p, (size_t)n, sizeof(uint16_t));
-    if (e->verdef == NULL || e->verdef_flags == NULL)
+    e->verdef = alloc_array(p, n, sizeof(char *));
+    if (e->verdef == NULL)
         return -1;
     for (i = 0; i < n; i++) {
         const char *name = "";
         if (map_addr(p, addr, 20, &off))
             return fail(p, "version definition %llu (address 0x%llx) is outside every PT_LOAD",
                         (unsigned long long)i, (unsigned long long)addr);
-        vd_flags = get_u(p, off + 2, 2);
         vd_ndx = get_u(p, off + 4, 2);
         vd_cnt = get_u(p, off + 6, 2);
         vd_aux = get_u(p, off + 12, 4);
@@ -616,7 +663,6 @@ static int parse_verdef(parser *p, const dyn_info *d)
                 return -1;
         }
         e->verdef[e->n_verdef] = name;
-        e->verdef_flags[e->n_verdef] = (uint16_t)vd_flags;
         e->n_verdef++;
         if (set_version_name(p, vd_ndx, name))
             return -1;
@@ -660,41 +706,67 @@ static int count_from_gnu_hash(parser *p, uint64_t addr, uint64_t *count)
     return 0;
 }
 
+/* A symbol count the file can hold: the table fits in the buffer. */
+static int plausible_count(const parser *p, uint64_t sym_off, uint64_t syment, uint64_t count)
+{
+    return count <= p->len / syment && in_range(p, sym_off, count * syment);
+}
+
+/*
+ * The number of dynamic symbols: a SHT_DYNSYM section over the same bytes (exact), else
+ * DT_HASH's nchain, else DT_GNU_HASH's chains.  A count the file cannot hold is passed
+ * over: ld.so never reads nchain when DT_GNU_HASH is present, so a lying DT_HASH does not
+ * stop the file from loading and must not stop it from being read.
+ */
 static int symbol_count(parser *p, const dyn_info *d, uint64_t sym_off, uint64_t syment,
                         uint64_t *count)
 {
-    uint64_t i, type, offset, size, link, entsize, off;
-    /* A SHT_DYNSYM section over the same bytes is exact. */
+    uint64_t i, type, offset, size, link, entsize, off, n, hash_n = 0;
+    int hash_mapped = 0;
     for (i = 0; i < p->shnum; i++) {
         sh_read(p, i, &type, &offset, &size, &link, &entsize);
-        if (type == SHT_DYNSYM && offset == sym_off) {
+        if (type == SHT_DYNSYM && offset == sym_off && plausible_count(p, sym_off, syment,
+                                                                       size / syment)) {
             *count = size / syment;
             return 0;
         }
     }
     if (d->has_hash && map_addr(p, d->hash, 8, &off) == 0) {
-        *count = get_u(p, off + 4, 4);
+        hash_mapped = 1;
+        hash_n = get_u(p, off + 4, 4);
+        if (plausible_count(p, sym_off, syment, hash_n)) {
+            *count = hash_n;
+            return 0;
+        }
+    }
+    if (d->has_gnu_hash && count_from_gnu_hash(p, d->gnu_hash, &n) == 0 &&
+        plausible_count(p, sym_off, syment, n)) {
+        *count = n;
         return 0;
     }
-    if (d->has_gnu_hash) {
-        if (count_from_gnu_hash(p, d->gnu_hash, count) == 0)
-            return 0;
+    if (hash_mapped)
+        return fail(p, "dynamic symbol table (%llu symbols, from DT_HASH) is past the end of the "
+                    "file", (unsigned long long)hash_n);
+    if (d->has_gnu_hash)
         return fail(p, "DT_GNU_HASH table is malformed or outside the file");
-    }
     if (d->has_hash)
         return fail(p, "DT_HASH table is outside every PT_LOAD");
     return fail(p, "cannot tell the number of dynamic symbols (no section, DT_HASH or DT_GNU_HASH)");
 }
 
+/*
+ * Two passes: the first looks up (and charges) every name and version once and keeps the
+ * pointers, the second copies from those pointers into one blob sized by the first.
+ */
 static int parse_symbols(parser *p, const dyn_info *d)
 {
     rw_elf *e = &p->out->pub;
     uint64_t syment = d->syment ? d->syment : (p->is64 ? 24u : 16u);
-    uint64_t sym_off, count = 0, i, versym_off = 0, total = 0;
+    uint64_t sym_off, count = 0, i, versym_off = 0, total = 0, n;
     int has_versym = 0;
     char *strings;
     uint8_t *info;
-    size_t pos = 0;
+    size_t pos = 0, len;
     if (!d->has_symtab)
         return 0;
     if (syment < (p->is64 ? 24u : 16u))
@@ -704,7 +776,7 @@ static int parse_symbols(parser *p, const dyn_info *d)
                     (unsigned long long)d->symtab);
     if (symbol_count(p, d, sym_off, syment, &count))
         return -1;
-    if (count > p->len / syment || !in_range(p, sym_off, count * syment))
+    if (!plausible_count(p, sym_off, syment, count))
         return fail(p, "dynamic symbol table (%llu symbols) is past the end of the file",
                     (unsigned long long)count);
     if (d->has_versym && count) {
@@ -713,45 +785,44 @@ static int parse_symbols(parser *p, const dyn_info *d)
                         (unsigned long long)d->versym);
         has_versym = 1;
     }
-    /* First pass: the size of the strings blob. */
+    /* count <= len / 16: both scratch arrays together are at most the input's size. */
+    if ((p->sym_names = scratch_array(p, count, 2 * sizeof(char *))) == NULL)
+        return -1;
     for (i = 0; i < count; i++) {
-        uint64_t name = get_u(p, sym_off + i * syment, 4);
-        const char *s = dyn_str(p, name, "symbol name");
+        const char *s = dyn_str(p, get_u(p, sym_off + i * syment, 4), "symbol name");
         const char *ver = NULL;
         if (s == NULL)
             return -1;
-        if (has_versym) {
-            uint64_t idx = get_u(p, versym_off + 2 * i, 2) & VERSYM_INDEX;
-            if (idx > 1 && p->version_names)
-                ver = p->version_names[idx];
+        n = strlen(s) + 2; /* name NUL version NUL */
+        if (has_versym && (ver = version_name(p, get_u(p, versym_off + 2 * i, 2))) != NULL) {
+            if (spend(p, strlen(ver) + 1))
+                return -1;
+            n += strlen(ver);
         }
-        total += strlen(s) + (ver ? strlen(ver) : 0) + 2;
-        if (ver && spend(p, strlen(ver) + 1))
+        if (add_u64(total, n, &total)) {
+            p->nomem = 1;
             return -1;
+        }
+        p->sym_names[2 * i] = s;
+        p->sym_names[2 * i + 1] = ver;
     }
-    strings = alloc(p, (size_t)total);
-    info = alloc_array(p, (size_t)count, 4);
+    strings = alloc(p, total);
+    info = alloc_array(p, count, 4);
     if (strings == NULL || info == NULL)
         return -1;
     for (i = 0; i < count; i++) {
         uint64_t base = sym_off + i * syment;
         uint64_t st_info = get_u(p, base + (p->is64 ? 4 : 12), 1);
         uint64_t shndx = get_u(p, base + (p->is64 ? 6 : 14), 2);
-        const char *s = (const char *)p->buf + p->str_off + get_u(p, base, 4);
-        const char *ver = NULL;
-        size_t n = strlen(s);
-        uint64_t vs = 0;
-        if (has_versym) {
-            vs = get_u(p, versym_off + 2 * i, 2);
-            if ((vs & VERSYM_INDEX) > 1 && p->version_names)
-                ver = p->version_names[vs & VERSYM_INDEX];
-        }
-        memcpy(strings + pos, s, n + 1);
-        pos += n + 1;
-        if (ver) {
-            n = strlen(ver);
-            memcpy(strings + pos, ver, n);
-            pos += n;
+        uint64_t vs = has_versym ? get_u(p, versym_off + 2 * i, 2) : 0;
+        const char *s = p->sym_names[2 * i], *ver = p->sym_names[2 * i + 1];
+        len = strlen(s) + 1;
+        memcpy(strings + pos, s, len);
+        pos += len;
+        if (ver != NULL) {
+            len = strlen(ver);
+            memcpy(strings + pos, ver, len);
+            pos += len;
         }
         strings[pos++] = 0;
         info[4 * i] = (uint8_t)(st_info >> 4);
@@ -808,21 +879,22 @@ static void scan_notes(parser *p, uint64_t off, uint64_t size, uint64_t align)
 static void parse_isa(parser *p)
 {
     rw_elf *e = &p->out->pub;
-    uint64_t i, type, offset, vaddr, filesz, align, size, link, entsize;
+    uint64_t i, type, offset, size, link, entsize;
+    size_t k;
     int found_property_segment = 0;
     if (e->machine != EM_X86_64 && e->machine != EM_386)
         return;
-    for (i = 0; i < p->phnum && !e->has_isa_needed; i++) {
-        ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
-        if (type == PT_GNU_PROPERTY) {
+    for (k = 0; k < e->n_segments && !e->has_isa_needed; k++) {
+        const rw_segment *seg = &e->segments[k];
+        if (seg->type == PT_GNU_PROPERTY) {
             found_property_segment = 1;
-            scan_notes(p, offset, filesz, align);
+            scan_notes(p, seg->offset, seg->filesz, seg->align);
         }
     }
-    for (i = 0; i < p->phnum && !e->has_isa_needed && !found_property_segment; i++) {
-        ph_read(p, i, &type, &offset, &vaddr, &filesz, &align);
-        if (type == PT_NOTE)
-            scan_notes(p, offset, filesz, align);
+    for (k = 0; k < e->n_segments && !e->has_isa_needed && !found_property_segment; k++) {
+        const rw_segment *seg = &e->segments[k];
+        if (seg->type == PT_NOTE)
+            scan_notes(p, seg->offset, seg->filesz, seg->align);
     }
     if (p->phnum)
         return;
@@ -863,6 +935,7 @@ int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char
 {
     parser p;
     rw_elf_owned *owned;
+    int rc;
     *out = NULL;
     if (errlen)
         err[0] = 0;
@@ -872,12 +945,19 @@ int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char
     memset(&p, 0, sizeof(p));
     p.buf = buf;
     p.len = buf ? len : 0;
-    p.budget = (uint64_t)p.len * OUTPUT_FACTOR + (1u << 20);
+    /* len * 16 + 1 MiB, computed without wrapping and capped so that sums of charged sizes
+       cannot wrap a 32-bit size_t. */
+    p.budget = (uint64_t)p.len <= (OUTPUT_CAP - OUTPUT_EXTRA) / OUTPUT_FACTOR
+                   ? (uint64_t)p.len * OUTPUT_FACTOR + OUTPUT_EXTRA
+                   : OUTPUT_CAP;
     p.out = owned;
     p.err = err;
     p.errlen = errlen;
-    if (parse(&p, options) != 0) {
-        int rc = p.nomem ? RW_NOMEM : RW_ERR;
+    rc = parse(&p, options);
+    free(p.version_names);
+    free(p.sym_names);
+    if (rc != 0) {
+        rc = p.nomem ? RW_NOMEM : RW_ERR;
         if (p.nomem && errlen)
             snprintf(err, errlen, "out of memory");
         rw_elf_free(&owned->pub);

@@ -1,7 +1,8 @@
 /*
  * elfcore: the facts a wheel repair tool needs from an ELF file, read from a
  * memory buffer.  Every offset, count and string is bounds-checked against the
- * buffer; malformed input yields RW_ERR and a message, never a fault.
+ * buffer and every size computation is overflow-checked before it is used;
+ * malformed input yields RW_ERR and a message, never a fault.
  *
  * The region between the CDEF markers is read verbatim by the cffi build
  * script (repairwheel/_build_elfcore.py), so the C and Python sides cannot drift.
@@ -51,20 +52,22 @@ typedef struct {
     int machine;              /* e_machine */
     int osabi;                /* e_ident[EI_OSABI] */
     uint32_t flags;           /* e_flags */
-    int has_dynamic;          /* a PT_DYNAMIC segment was found */
     size_t n_segments;
     rw_segment *segments;     /* every program header, in file order */
     const char *interpreter;  /* PT_INTERP, or NULL */
     const char *soname;       /* DT_SONAME, or NULL */
-    const char *rpath;        /* DT_RPATH entries joined with ':', or NULL */
-    const char *runpath;      /* DT_RUNPATH entries joined with ':', or NULL */
+    /* Every DT_RPATH / DT_RUNPATH entry, in file order, unjoined: glibc's loader uses
+       the last entry of each tag and musl's the first, so the caller chooses. */
+    size_t n_rpaths;
+    const char **rpaths;
+    size_t n_runpaths;
+    const char **runpaths;
     size_t n_needed;
     const char **needed;      /* DT_NEEDED in file order */
     size_t n_verneed;
     rw_verneed *verneed;      /* in file order */
     size_t n_verdef;
     const char **verdef;      /* first name of each version definition, in file order */
-    uint16_t *verdef_flags;   /* vd_flags of each (VER_FLG_BASE=1) */
     int has_isa_needed;       /* an x86 ISA_1_NEEDED property was found */
     uint32_t isa_needed;      /* its bitmask: 1 baseline, 2 v2, 4 v3, 8 v4 */
     /* Dynamic symbols, only with RW_WANT_SYMBOLS. */

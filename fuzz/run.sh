@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Fuzz the C ELF core (csrc/elfcore.c) with libFuzzer + ASan + UBSan.
 #
-#   bash fuzz/run.sh [SECONDS] [libFuzzer flags...]   fuzz for SECONDS (default 120)
+#   bash fuzz/run.sh [SECONDS] [libFuzzer flags...]   fuzz for SECONDS in all (default 120)
 #   bash fuzz/run.sh --make-seeds                     rebuild fuzz/seeds/ with gcc
 #
-# Build products and the working corpus live in $FUZZ_WORK (default build/fuzz,
-# which git ignores), so the corpus grows across runs.  The corpus starts from
-# fuzz/seeds/ and the past crashers in tests/data/fuzz/, so every run replays
-# them under the sanitizers first.  Exits non-zero on any crash, sanitizer
-# report, leak, timeout or out-of-memory.
+# Two targets, each built native and -m32 (i386 compiler-rt, in Debian's
+# libclang-rt-14-dev):
+#   fuzz_elfcore  raw bytes (-max_len=65536), corpus from fuzz/seeds/ and tests/data/fuzz/;
+#   fuzz_elfgen   structure-aware: the input is a recipe that csrc/fuzz_elfgen.c turns
+#                 into an ELF skeleton (many dynamic entries at shared long strings,
+#                 version chains, hash tables that lie...), corpus from fuzz/recipes/.
+# Every run first replays fuzz/seeds/, tests/data/fuzz/ and fuzz/recipes/ file by file
+# (no truncation) under each build, then fuzzes native for 60% of SECONDS and -m32 for
+# the rest, the two targets of a build side by side (2 cores).
+#
+# Build products and the working corpora live in $FUZZ_WORK (default build/fuzz,
+# which git ignores), so the corpora grow across runs.  Exits non-zero on any crash,
+# sanitizer report, leak, timeout or out-of-memory, leaving the input in
+# $FUZZ_WORK/artifacts/.  FUZZ_M32=0 skips the -m32 builds; FUZZ_M32=auto (the
+# default) skips them with a warning when the compiler cannot link them.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -109,29 +119,94 @@ if [[ ! "$seconds" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 shift || true
-mkdir -p "$work/corpus" "$work/artifacts"
-"$cc" -g -O1 -std=c99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I"$root/csrc" "$root/csrc/elfcore.c" "$root/csrc/fuzz_elfcore.c" -o "$work/fuzz_elfcore"
+mkdir -p "$work/corpus" "$work/corpus-gen" "$work/artifacts"
+flags=(-g -O1 -std=c99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+    -I"$root/csrc")
+m32="${FUZZ_M32:-auto}"
+if [[ "$m32" == auto ]]; then
+    if echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d && n; }' |
+        "$cc" -m32 "${flags[@]}" -x c - -o "$work/probe32" 2>/dev/null; then
+        m32=1
+    else
+        echo "warning: $cc cannot build -m32 fuzzers (install libclang-rt-14-dev and" \
+            "gcc-multilib); fuzzing native only" >&2
+        m32=0
+    fi
+fi
+builds=(native)
+[[ "$m32" == 1 ]] && builds+=(m32)
+pids=()
+for build in "${builds[@]}"; do
+    arch=()
+    [[ "$build" == m32 ]] && arch=(-m32)
+    for target in elfcore elfgen; do
+        "$cc" "${arch[@]}" "${flags[@]}" "$root/csrc/elfcore.c" "$root/csrc/fuzz_$target.c" \
+            -o "$work/fuzz_${target}_$build" &
+        pids+=($!)
+    done
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+
 cp "$root"/fuzz/seeds/* "$work/corpus/"
 if compgen -G "$root/tests/data/fuzz/*" >/dev/null; then
     cp "$root"/tests/data/fuzz/* "$work/corpus/"
 fi
+cp "$root"/fuzz/recipes/* "$work/corpus-gen/"
 
-log="$work/fuzz.log"
 status=0
-"$work/fuzz_elfcore" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" "$work/corpus" \
-    >"$log" 2>&1 || status=$?
+# Replay every committed input whole, under every build.
+for build in "${builds[@]}"; do
+    log="$work/replay-$build.log"
+    if ! { "$work/fuzz_elfcore_$build" -runs=1 "$root"/fuzz/seeds/* "$root"/tests/data/fuzz/* &&
+        "$work/fuzz_elfgen_$build" -runs=1 "$root"/fuzz/recipes/*; } >"$log" 2>&1; then
+        grep -E 'ERROR|runtime error|SUMMARY|Running:' "$log" | tail -n 20 || true
+        echo "REPLAY FAILED ($build); log: $log" >&2
+        status=1
+    fi
+done
+[[ $status -ne 0 ]] && exit "$status"
 
-grep -E '^#[0-9]+' "$log" | tail -n 3 || true
-grep -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" || true
-execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
-last="$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n 1 || true)"
-cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")"
-ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")"
-echo "executions: ${execs:-?}  cov: ${cov:-?}  ft: ${ft:-?}" \
-    "corpus: $(find "$work/corpus" -type f | wc -l) files  log: $log"
+# fuzz TARGET BUILD SECONDS MAX_LEN CORPUS [extra...]: one libFuzzer run, log in $work.
+fuzz() {
+    local target="$1" build="$2" secs="$3" max_len="$4" corpus="$5"
+    shift 5
+    "$work/fuzz_${target}_$build" -max_total_time="$secs" -max_len="$max_len" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" \
+        "$corpus" >"$work/fuzz-$target-$build.log" 2>&1
+}
+
+report() {
+    local log="$work/fuzz-$1-$2.log" execs secs last cov ft
+    grep -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" || true
+    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
+    secs="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")"
+    last="$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n 1 || true)"
+    cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")"
+    ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")"
+    printf '%-8s %-6s executions: %-9s exec/s: %-6s cov: %-5s ft: %-6s log: %s\n' \
+        "$1" "$2" "${execs:-?}" "${secs:-?}" "${cov:-?}" "${ft:-?}" "$log"
+}
+
+native_secs=$((seconds * 3 / 5))
+[[ "$m32" == 1 ]] || native_secs="$seconds"
+for build in "${builds[@]}"; do
+    secs="$native_secs"
+    [[ "$build" == m32 ]] && secs=$((seconds - native_secs))
+    [[ "$secs" -lt 1 ]] && secs=1
+    fuzz elfgen "$build" "$secs" 16384 "$work/corpus-gen" "$@" &
+    gen=$!
+    fuzz elfcore "$build" "$secs" 65536 "$work/corpus" "$@" &
+    raw=$!
+    for pid in "$gen" "$raw"; do
+        if ! wait "$pid"; then status=1; fi
+    done
+    report elfgen "$build"
+    report elfcore "$build"
+    if [[ $status -ne 0 ]]; then break; fi
+done
+echo "corpus: $(find "$work/corpus" -type f | wc -l) files," \
+    "recipes: $(find "$work/corpus-gen" -type f | wc -l) files"
 if [[ $status -ne 0 ]]; then
-    echo "FUZZING FAILED (exit $status); reproducer in $work/artifacts/" >&2
+    echo "FUZZING FAILED; reproducer in $work/artifacts/" >&2
 fi
 exit "$status"

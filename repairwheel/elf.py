@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, Union, overload
 
 from ._elfcore import ffi, lib
-from .errors import ElfError
+from .errors import ElfError, ResourceError
 
 ElfSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 
@@ -169,8 +169,8 @@ class ElfFile:
     interpreter: str | None
     soname: str | None
     needed: tuple[str, ...]
-    rpath: tuple[str, ...]
-    runpath: tuple[str, ...]
+    rpaths: tuple[str, ...]  # every DT_RPATH entry, raw (not split), in file order
+    runpaths: tuple[str, ...]  # every DT_RUNPATH entry, likewise
     version_need_entries: tuple[VersionNeed, ...]
     version_defs: tuple[str, ...]
     isa_needed: int | None
@@ -188,6 +188,32 @@ class ElfFile:
         ):
             return None
         return arch
+
+    @property
+    def rpath(self) -> tuple[str, ...]:
+        """The directories of the DT_RPATH glibc's loader uses (the last entry); () if none."""
+        return self.search_path("rpath", first=False)
+
+    @property
+    def runpath(self) -> tuple[str, ...]:
+        """The directories of the DT_RUNPATH glibc's loader uses (the last entry); () if none."""
+        return self.search_path("runpath", first=False)
+
+    def search_path(self, tag: str, *, first: bool) -> tuple[str, ...]:
+        """The ':'-split directories of one DT_RPATH (``tag="rpath"``) or DT_RUNPATH entry.
+
+        A file may hold several entries of a tag.  glibc's ld.so uses the last one (its
+        dynamic-section scan overwrites), musl's the first (``first=True``); none joins them.
+        """
+        if tag == "rpath":
+            entries = self.rpaths
+        elif tag == "runpath":
+            entries = self.runpaths
+        else:
+            raise ValueError(f"tag must be 'rpath' or 'runpath', not {tag!r}")
+        if not entries:
+            return ()
+        return tuple(entries[0 if first else -1].split(":"))
 
     @property
     def version_needs(self) -> dict[str, tuple[str, ...]]:
@@ -227,7 +253,8 @@ def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
     """Read the dynamic-linking facts of an ELF file from bytes or a path.
 
     ``name`` labels error messages (defaults to the path, or "<buffer>").
-    Raises ElfError if the file is not a well-formed ELF file.
+    Raises ElfError if the file is not a well-formed ELF file, ResourceError if memory
+    runs out while reading it.
     """
     with _buffer(source) as (buf, label):
         elf, _ = _parse(buf, name or label, 0, source)
@@ -275,11 +302,6 @@ def _string(ptr: Any) -> Any:
     return ffi.string(ptr).decode("utf-8", "surrogateescape")
 
 
-def _split_path(ptr: object) -> tuple[str, ...]:
-    text = _string(ptr)
-    return tuple(text.split(":")) if text is not None else ()
-
-
 def _parse(
     buf: bytes | memoryview | mmap.mmap, label: str, options: int, keep: ElfSource | None
 ) -> tuple[ElfFile, SymbolTable]:
@@ -290,7 +312,7 @@ def _parse(
         err = ffi.new("char[]", _ERRLEN)
         rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
         if rc == lib.RW_NOMEM:
-            raise MemoryError(f"{label}: out of memory while parsing ELF")
+            raise ResourceError(f"{label}: out of memory while reading the ELF file")
         if rc != lib.RW_OK:
             raise ElfError(f"{label}: {ffi.string(err).decode('utf-8', 'replace')}")
         raw = out[0]
@@ -313,8 +335,8 @@ def _convert(raw: Any, keep: ElfSource | None, label: str | None) -> ElfFile:
         interpreter=_string(raw.interpreter),
         soname=_string(raw.soname),
         needed=tuple(_string(raw.needed[i]) for i in range(raw.n_needed)),
-        rpath=_split_path(raw.rpath),
-        runpath=_split_path(raw.runpath),
+        rpaths=tuple(_string(raw.rpaths[i]) for i in range(raw.n_rpaths)),
+        runpaths=tuple(_string(raw.runpaths[i]) for i in range(raw.n_runpaths)),
         version_need_entries=tuple(
             VersionNeed(_string(v.file), _string(v.name), v.flags)
             for v in (raw.verneed[i] for i in range(raw.n_verneed))

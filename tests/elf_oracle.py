@@ -59,13 +59,23 @@ class ElfFacts:
     interpreter: str | None
     soname: str | None
     needed: tuple[str, ...]
-    rpath: tuple[str, ...]
-    runpath: tuple[str, ...]
+    rpaths: tuple[str, ...]
+    runpaths: tuple[str, ...]
     version_need_entries: tuple[tuple[str, str, int], ...]
     version_defs: tuple[str, ...]
     isa_needed: int | None
     segments: tuple[SegmentRow, ...]
     symbols: tuple[SymbolRow, ...] | None = None
+
+    @property
+    def rpath(self) -> tuple[str, ...]:
+        """The last DT_RPATH entry's directories (the one glibc uses), as ``ElfFile.rpath``."""
+        return tuple(self.rpaths[-1].split(":")) if self.rpaths else ()
+
+    @property
+    def runpath(self) -> tuple[str, ...]:
+        """The last DT_RUNPATH entry's directories, as ``ElfFile.runpath``."""
+        return tuple(self.runpaths[-1].split(":")) if self.runpaths else ()
 
 
 def oracle_facts(source: Source, *, symbols: bool = True) -> ElfFacts:
@@ -93,8 +103,8 @@ def oracle_facts(source: Source, *, symbols: bool = True) -> ElfFacts:
         interpreter=_interpreter(elf),
         soname=tags["DT_SONAME"][0] if tags["DT_SONAME"] else None,
         needed=tuple(tags["DT_NEEDED"]),
-        rpath=_joined_path(tags["DT_RPATH"]),
-        runpath=_joined_path(tags["DT_RUNPATH"]),
+        rpaths=tuple(tags["DT_RPATH"]),
+        runpaths=tuple(tags["DT_RUNPATH"]),
         version_need_entries=_version_needs(elf),
         version_defs=tuple(name for _, name in _version_defs(elf)),
         isa_needed=_isa_needed(elf),
@@ -122,8 +132,8 @@ def facts_of(elf: ElfFile, symbols: tuple[Symbol, ...] | None) -> ElfFacts:
         interpreter=elf.interpreter,
         soname=elf.soname,
         needed=elf.needed,
-        rpath=elf.rpath,
-        runpath=elf.runpath,
+        rpaths=elf.rpaths,
+        runpaths=elf.runpaths,
         version_need_entries=tuple((n.library, n.name, n.flags) for n in elf.version_need_entries),
         version_defs=elf.version_defs,
         isa_needed=elf.isa_needed,
@@ -183,11 +193,6 @@ def _segments(elf: ELFFile) -> tuple[SegmentRow, ...]:
         )
         for seg in elf.iter_segments()
     )
-
-
-def _joined_path(entries: list[str]) -> tuple[str, ...]:
-    """Several DT_RPATH (or DT_RUNPATH) tags count as one ':'-joined list."""
-    return tuple(":".join(entries).split(":")) if entries else ()
 
 
 def _section(elf: ELFFile, kind: type) -> object | None:

@@ -320,11 +320,22 @@ def past_end(base: str, lay: Layout) -> Iterator[Case]:
         )
     dynamic = lay.phdr(PT_DYNAMIC)
     if dynamic is not None:
+        # ld.so reads the table at p_vaddr: a bad p_offset alone changes nothing.
         yield Case(
             f"{base}-dynamic-offset-end",
             "past-end",
             patched(lay, (*_phdr_field(lay, dynamic[0], "offset"), size)),
-            must_fail=r"dynamic|bound|end|past|outside|trunc",
+            needed=lay.needed,
+        )
+        yield Case(
+            f"{base}-dynamic-offset-end-vaddr-unmapped",
+            "past-end",
+            patched(
+                lay,
+                (*_phdr_field(lay, dynamic[0], "offset"), size),
+                (*_phdr_field(lay, dynamic[0], "vaddr"), 0xDEAD0000),
+            ),
+            must_fail=r"PT_DYNAMIC.*past the end",
         )
     interp = lay.phdr(PT_INTERP)
     if interp is not None:

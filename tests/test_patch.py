@@ -220,8 +220,10 @@ def test_expectation_catches_a_misaligned_load(ext_rpath: Path, tmp_path: Path) 
     moved = struct.unpack_from("<Q", data, p_offset_at)[0] + 0x10
     struct.pack_into("<Q", data, p_offset_at, moved)
     target.write_bytes(data)
-    [problem] = expectation.mismatches(read_elf(target))
-    assert problem.startswith(f"PT_LOAD at offset {moved:#x}")
+    problems = expectation.mismatches(read_elf(target))
+    # The shifted load may hold .dynamic, which the loader (and the core) then reads 16 bytes
+    # off: a wrong DT_NEEDED may be reported too, but the misaligned load always is.
+    assert [p for p in problems if p.startswith(f"PT_LOAD at offset {moved:#x}")], problems
 
 
 def test_patchelf_that_leaves_the_file_unchanged_is_caught(ext_rpath: Path, tmp_path: Path) -> None:
