@@ -31,7 +31,7 @@ cc="${CC:-clang}"
 # Android) from the bundled test wheels.  Named *.elf: .gitignore drops *.so and *.o.
 make_seeds() {
     local out="$root/fuzz/seeds" tmp wheels
-    wheels="${WHEELS:-$root/../shared/testdata/auditwheel-bundled}"
+    wheels="${WHEELS:-$root/tests/data/auditwheel-bundled}"
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
     cat >"$tmp/lib.c" <<'EOF'
