@@ -9,4 +9,7 @@ try:
 except ImportError:  # pragma: no cover - platforms without zlib-ng wheels
     import zlib  # type: ignore[no-redef]
 
-__all__ = ["zlib"]
+# zlib-ng's type hints do not say its error is an exception class; it is (a zlib.error alike).
+ZlibError: type[Exception] = zlib.error  # type: ignore[assignment]
+
+__all__ = ["ZlibError", "zlib"]

@@ -191,29 +191,18 @@ class ElfFile:
 
     @property
     def rpath(self) -> tuple[str, ...]:
-        """The directories of the DT_RPATH glibc's loader uses (the last entry); () if none."""
-        return self.search_path("rpath", first=False)
+        """The directories of the DT_RPATH the loader uses; () if none.
+
+        A file may hold several entries of a tag: glibc's and musl's loaders both keep the
+        last one (their dynamic-table scans overwrite; checked against both in
+        tests/test_loader_real.py), and neither joins them.
+        """
+        return _last_entry(self.rpaths)
 
     @property
     def runpath(self) -> tuple[str, ...]:
-        """The directories of the DT_RUNPATH glibc's loader uses (the last entry); () if none."""
-        return self.search_path("runpath", first=False)
-
-    def search_path(self, tag: str, *, first: bool) -> tuple[str, ...]:
-        """The ':'-split directories of one DT_RPATH (``tag="rpath"``) or DT_RUNPATH entry.
-
-        A file may hold several entries of a tag.  glibc's ld.so uses the last one (its
-        dynamic-section scan overwrites), musl's the first (``first=True``); none joins them.
-        """
-        if tag == "rpath":
-            entries = self.rpaths
-        elif tag == "runpath":
-            entries = self.runpaths
-        else:
-            raise ValueError(f"tag must be 'rpath' or 'runpath', not {tag!r}")
-        if not entries:
-            return ()
-        return tuple(entries[0 if first else -1].split(":"))
+        """The directories of the DT_RUNPATH the loader uses (the last entry); () if none."""
+        return _last_entry(self.runpaths)
 
     @property
     def version_needs(self) -> dict[str, tuple[str, ...]]:
@@ -249,6 +238,10 @@ class ElfFile:
             return tuple(_parse(buf, self._label or label, lib.RW_WANT_SYMBOLS, None)[1])
 
 
+def _last_entry(entries: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(entries[-1].split(":")) if entries else ()
+
+
 def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
     """Read the dynamic-linking facts of an ELF file from bytes or a path.
 
@@ -278,7 +271,9 @@ def is_elf(data: bytes) -> bool:
 
 
 @contextmanager
-def _buffer(source: ElfSource) -> Iterator[tuple[bytes | memoryview | mmap.mmap, str]]:
+def _buffer(
+    source: ElfSource,
+) -> Iterator[tuple[bytes | bytearray | memoryview | mmap.mmap, str]]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         yield source, "<buffer>"
         return
@@ -303,7 +298,10 @@ def _string(ptr: Any) -> Any:
 
 
 def _parse(
-    buf: bytes | memoryview | mmap.mmap, label: str, options: int, keep: ElfSource | None
+    buf: bytes | bytearray | memoryview | mmap.mmap,
+    label: str,
+    options: int,
+    keep: ElfSource | None,
 ) -> tuple[ElfFile, SymbolTable]:
     # The result's strings point into ``buf``: convert them before releasing it (an mmap
     # cannot close while a pointer into it is exported).

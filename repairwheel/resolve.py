@@ -10,10 +10,15 @@ glibc's ld.so looks a DT_NEEDED name up for the object that needs it (its *loade
 5. the default directories.
 
 musl looks in LD_LIBRARY_PATH, then in the DT_RUNPATH (else DT_RPATH) of every object of the
-loader chain, then in the directories of /etc/ld-musl-ARCH.path (else /lib:/usr/local/lib:/usr/lib).
-Both load breadth first, and never look a name up twice: a DT_NEEDED name that matches the name
-or SONAME of a loaded object, or a search that finds a file already loaded, gives that object.
-That rule is what ends loops (RPATH cycles, a library that needs itself).
+loader chain, then in the directories of its path file (else /lib:/usr/local/lib:/usr/lib).
+Both load breadth first, and never look a name up twice.  glibc answers a DT_NEEDED name with
+a loaded object that was loaded by that name or path or whose DT_SONAME it is; musl only with
+one loaded by that *short name* (the name a search found it by, never its DT_SONAME).  For
+both, a search that finds a file already loaded gives that object.  That rule is what ends
+loops (RPATH cycles, a library that needs itself).
+
+An object with several DT_RPATH (or DT_RUNPATH) entries: both loaders use the last one (their
+dynamic-section scans overwrite), checked with glibc 2.36 and musl 1.2.3; none joins them.
 
 We follow ld.so where auditwheel's lddtree does not (its verdicts are compared with ours):
 
@@ -25,12 +30,21 @@ We follow ld.so where auditwheel's lddtree does not (its verdicts are compared w
   (auditwheel: the directory of its realpath).
 - Dependencies resolve breadth first (auditwheel: depth first), so when two objects need one
   name, the one nearer the root decides where it is looked up.
-- A DT_NEEDED name with a slash is opened as a path, relative to the working directory
-  (auditwheel joins it to every search directory).
+- A DT_NEEDED name with a slash is opened as a path (auditwheel joins it to every search
+  directory).  An absolute one is opened as written (under the sysroot): it is found only where
+  that very file exists.  A relative one is opened from the working directory of the program
+  at run time, which no check can know: it is recorded as ``relative`` and not looked up.
 - The interpreter is always loaded, so its names resolve to it without a search; its directory
   is not searched otherwise (auditwheel searches it).
-- Default directories are the loader's: /$LIB and /usr/$LIB, then /lib64 and /usr/lib64 on
-  64-bit, then /lib and /usr/lib (auditwheel: /lib, /lib64, /usr/lib, /usr/lib64).
+- Default directories are the loader's own: on this machine (sysroot "/") glibc's interpreter
+  is asked (``ld.so --help`` lists its "system search path"); otherwise, and for glibc older
+  than 2.33, a superset: /$LIB and /usr/$LIB, then /lib64 and /usr/lib64 on 64-bit, then /lib
+  and /usr/lib (auditwheel: /lib, /lib64, /usr/lib, /usr/lib64).  musl reads
+  <prefix>/etc/ld-musl-ARCH.path, <prefix> being its interpreter's path less two components.
+- A candidate is rejected as the loader rejects it: another class, byte order, machine or OS
+  ABI, or (ARM) the other float ABI of EABI version 5 (glibc's VALID_FLOAT_ABI: an armhf
+  loader refuses EABI5 soft-float files, and takes EABI5 files marked neither way and older
+  EABI versions).
 
 Where we differ from ld.so, as auditwheel does:
 
@@ -38,9 +52,11 @@ Where we differ from ld.so, as auditwheel does:
   order (the cache can be stale, and a sysroot's cache is meant for another machine).
 - glibc-hwcaps and legacy hwcap subdirectories are not searched: they depend on the CPU that
   runs the program, which is not known when a wheel is checked.
-- A file of the right name that is not ELF is passed over (ld.so stops: "invalid ELF header").
-- Candidates of another class, byte order, machine or OS ABI than the root are skipped for musl
-  too (musl would fail to load them).
+- A file of the right name that is not ELF (a linker script named libc.so), is not a valid
+  ELF file, or cannot be read is passed over (ld.so stops: "invalid ELF header"; it passes
+  over only unreadable ones), and recorded with the reason in ``Library.rejected``.
+- Candidates of another class, byte order, machine, OS ABI or float ABI than the root are
+  skipped for musl too (musl would fail to load them).
 - The root is taken as the main program: an extension module is really dlopen()ed by python,
   whose own DT_RPATH would apply as well.
 """
@@ -49,16 +65,18 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import functools
 import glob
 import os
 import posixpath
 import re
+import subprocess
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .elf import ElfFile, is_elf, read_elf
+from .elf import ElfFile, Machine, is_elf, read_elf
 from .errors import ElfError
 
 GLIBC = "glibc"
@@ -97,6 +115,16 @@ _EXTRA_VARS = ("REPAIRWHEEL_LD_LIBRARY_PATH", "AUDITWHEEL_LD_LIBRARY_PATH")
 _GLIBC_DST = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
 _MUSL_ORIGIN = re.compile(r"\$(?:\{ORIGIN\}|ORIGIN)")
 _LINUX_OSABIS = frozenset({0, 3})  # ELFOSABI_NONE (SYSV) and ELFOSABI_GNU (LINUX) mix freely
+_EF_ARM_EABIMASK = 0xFF000000
+_EF_ARM_EABI_VER5 = 0x05000000
+_EF_ARM_ABI_FLOAT_SOFT = 0x00000200
+_EF_ARM_ABI_FLOAT_HARD = 0x00000400
+# The interpreters we may run to ask for their search path: only these known paths, never a
+# PT_INTERP string read from a file being checked.
+_KNOWN_INTERPRETERS = frozenset(_GLIBC_INTERPRETERS.values())
+_LD_SO_TIMEOUT = 10  # seconds
+# A GNU ld script (what libc.so and many lib*.so development names are on glibc systems).
+_LINKER_SCRIPT = re.compile(rb"\b(?:GROUP|INPUT|OUTPUT_FORMAT|SEARCH_DIR|AS_NEEDED)\s*\(")
 
 
 class Step(str, enum.Enum):
@@ -160,6 +188,10 @@ class Library:
     same_as: str | None = None  # the name it was first loaded as, if this is a second name for it
     excluded: bool = False  # matched an exclusion: its own needs are not followed
     skipped: tuple[str, ...] = ()  # candidates passed over as incompatible with the root
+    # Every file of the name passed over, with why: "is a linker script, not a shared library"
+    rejected: tuple[tuple[str, str], ...] = ()
+    # A DT_NEEDED path relative to the working directory at run time: not looked up
+    relative: bool = False
 
     @property
     def needed(self) -> tuple[str, ...]:
@@ -177,7 +209,19 @@ class Library:
             "same_as": self.same_as,
             "excluded": self.excluded,
             "skipped": list(self.skipped),
+            "rejected": [{"path": path, "reason": why} for path, why in self.rejected],
+            "relative": self.relative,
         }
+
+    def why_not_found(self) -> str | None:
+        """What was found under the name and why it is not used, for a library not found."""
+        if self.path is not None or self.excluded:
+            return None
+        if self.relative:
+            return "a path relative to the working directory at run time"
+        if not self.rejected:
+            return None
+        return "; ".join(f"{path} {why}" for path, why in self.rejected)
 
 
 @dataclass(frozen=True)
@@ -201,6 +245,17 @@ class DependencyTree:
         )
 
     @property
+    def relative_needed(self) -> tuple[tuple[str, str], ...]:
+        """(needer path, DT_NEEDED) for each DT_NEEDED path relative to the working directory."""
+        pairs = []
+        for name, lib in self.libraries.items():
+            if lib.relative:
+                loader = self.libraries.get(lib.loader) if lib.loader is not None else None
+                needer = self.path if loader is None else (loader.path or lib.loader)
+                pairs.append((str(needer), name))
+        return tuple(pairs)
+
+    @property
     def edges(self) -> tuple[tuple[str | None, str], ...]:
         """(needer, needed) pairs; the root is None.  Each object's needs appear once."""
         pairs: list[tuple[str | None, str]] = [(None, n) for n in self.elf.needed]
@@ -217,8 +272,8 @@ class DependencyTree:
             "interpreter": self.elf.interpreter,
             "libc": self.libc,
             "needed": list(self.elf.needed),
-            "rpath": list(self.elf.rpath),
-            "runpath": list(self.elf.runpath),
+            "rpath": list(_search_entries(self.elf, Step.RPATH)),
+            "runpath": list(_search_entries(self.elf, Step.RUNPATH)),
             "libraries": {name: lib.to_json() for name, lib in self.libraries.items()},
         }
 
@@ -248,13 +303,35 @@ def _describe(lib: Library) -> str:
         return f"{lib.soname} => excluded"
     if lib.path is not None:
         return f"{lib.soname} => {lib.path}"
-    if lib.skipped:
-        return f"{lib.soname} => not found (incompatible: {', '.join(lib.skipped)})"
-    return f"{lib.soname} => not found"
+    if lib.relative:
+        return f"{lib.soname} => not looked up (relative to the working directory at run time)"
+    why = lib.why_not_found()
+    return f"{lib.soname} => not found ({why})" if why else f"{lib.soname} => not found"
+
+
+def _search_entries(elf: ElfFile, step: Step) -> tuple[str, ...]:
+    """The ':'-split directories of the DT_RPATH or DT_RUNPATH entry the loader uses.
+
+    glibc and musl both keep the last of several entries (checked against both loaders).
+    """
+    raw = getattr(elf, "rpaths" if step is Step.RPATH else "runpaths", None)
+    if raw is None:  # an ElfFile from before several entries were kept apart
+        return elf.rpath if step is Step.RPATH else elf.runpath
+    return tuple(raw[-1].split(":")) if raw else ()
+
+
+def _has_runpath(elf: ElfFile) -> bool:
+    raw = getattr(elf, "runpaths", None)
+    return bool(raw if raw is not None else elf.runpath)
 
 
 class Filesystem(Protocol):
-    """Where the resolver reads files from: the host, or a wheel's members laid over it."""
+    """Where the resolver reads files from: the host, or a wheel's members laid over it.
+
+    A filesystem may also have ``examine(path) -> (ElfFile | None, str | None)``: the ELF file,
+    or why the file at ``path`` is none ("is a linker script, not a shared library"); the
+    reason is None when there is no file at all.  Without it, rejections are not explained.
+    """
 
     def elf_at(self, path: str) -> ElfFile | None:
         """The ELF file at ``path``; None if there is none or it is not ELF."""
@@ -269,7 +346,7 @@ class HostFilesystem:
     def __init__(self) -> None:
         self._listings: dict[str, frozenset[str]] = {}
         self._realpaths: dict[str, str] = {}
-        self._elves: dict[str, ElfFile | None] = {}
+        self._elves: dict[str, tuple[ElfFile | None, str | None]] = {}
 
     def realpath(self, path: str) -> str:
         real = self._realpaths.get(path)
@@ -278,9 +355,13 @@ class HostFilesystem:
         return real
 
     def elf_at(self, path: str) -> ElfFile | None:
+        return self.examine(path)[0]
+
+    def examine(self, path: str) -> tuple[ElfFile | None, str | None]:
+        """The ELF file at ``path``, or why the file there is none (None: no file)."""
         directory, name = os.path.split(path)
         if name not in self._listing(directory or "."):
-            return None
+            return None, None
         real = self.realpath(path)
         if real not in self._elves:
             self._elves[real] = _read_host_elf(real)
@@ -298,39 +379,72 @@ class HostFilesystem:
         return names
 
 
-def _read_host_elf(path: str) -> ElfFile | None:
-    """The ELF file at a real path; the magic is checked first, as most candidates are ELF
-    and a non-ELF file (a linker script named libc.so) need not be mapped."""
+def _read_host_elf(path: str) -> tuple[ElfFile | None, str | None]:
+    """The ELF file at a real path, or why the file there is none.
+
+    The head is checked first, as most candidates are ELF and a non-ELF file (a linker script
+    named libc.so) need not be mapped.  A file that cannot be read is a rejected candidate,
+    as for ld.so, which passes over files it may not open.
+    """
     try:
         with open(path, "rb") as fh:
-            if not is_elf(fh.read(4)):
-                return None
-    except OSError:
-        return None
+            head = fh.read(4096)
+    except FileNotFoundError:
+        return None, None  # a dangling symlink: the loader's open fails with ENOENT
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    if not is_elf(head):
+        return None, _not_elf(head)
     try:
-        return read_elf(path)
-    except ElfError:
-        return None
+        return read_elf(path), None
+    except ElfError as exc:
+        text = str(exc)
+        text = text[len(path) + 2 :] if text.startswith(f"{path}: ") else text
+        return None, f"is not a valid ELF file ({text})"
+
+
+def _not_elf(head: bytes) -> str:
+    if _LINKER_SCRIPT.search(head) and b"\0" not in head:
+        return "is a linker script, not a shared library"
+    if not head:
+        return "is empty, not a shared library"
+    return "is not an ELF file"
 
 
 class WheelFilesystem:
     """A wheel's ELF members seen under the directory ``root``, over a base filesystem.
 
-    Every path under ``root`` is the wheel's (nothing there falls through to the base), so
-    pick a root that is not a real directory.  Members are never symlinks, so paths under
-    ``root`` resolve lexically.
+    Every path under ``fence`` (by default ``root`` itself; for a wheel, a directory a few
+    levels above it, standing for the install prefix) is the wheel's: nothing there falls
+    through to the base.  That includes a path that ``..`` takes out of ``fence``
+    (``$ORIGIN/../../../../../usr/lib``): at install time it lands somewhere under or above
+    the unknown prefix, never reliably in this host's directories, so nothing is found there.
+    Members are never symlinks, so paths under ``root`` resolve lexically.
     """
 
     def __init__(
-        self, root: str, members: Mapping[str, ElfFile], base: Filesystem | None = None
+        self,
+        root: str,
+        members: Mapping[str, ElfFile],
+        base: Filesystem | None = None,
+        *,
+        fence: str | None = None,
     ) -> None:
         self.root = os.path.abspath(root)
+        self.fence = self.root if fence is None else os.path.abspath(fence)
+        if not _under(self.root, self.fence):
+            raise ValueError(f"the wheel root {self.root} is not under its fence {self.fence}")
         self._members = {self.path_of(name): elf for name, elf in members.items()}
         self._base: Filesystem = base if base is not None else HostFilesystem()
 
     @classmethod
     def from_bytes(
-        cls, root: str, members: Mapping[str, bytes], base: Filesystem | None = None
+        cls,
+        root: str,
+        members: Mapping[str, bytes],
+        base: Filesystem | None = None,
+        *,
+        fence: str | None = None,
     ) -> WheelFilesystem:
         """Parse the ELF members among ``members`` (wheel path -> contents)."""
         elves: dict[str, ElfFile] = {}
@@ -340,7 +454,7 @@ class WheelFilesystem:
                     elves[name] = read_elf(data, name=name)
                 except ElfError:
                     continue
-        return cls(root, elves, base)
+        return cls(root, elves, base, fence=fence)
 
     def path_of(self, member: str) -> str:
         """The path a wheel member appears at."""
@@ -354,19 +468,37 @@ class WheelFilesystem:
         return inside[len(self.root.rstrip("/")) + 1 :]
 
     def elf_at(self, path: str) -> ElfFile | None:
-        inside = self._inside(path)
-        return self._base.elf_at(path) if inside is None else self._members.get(inside)
+        owned = self._owned(path)
+        return self._base.elf_at(path) if owned is None else self._members.get(owned)
+
+    def examine(self, path: str) -> tuple[ElfFile | None, str | None]:
+        owned = self._owned(path)
+        if owned is not None:
+            return self._members.get(owned), None
+        examine = getattr(self._base, "examine", None)
+        return examine(path) if examine is not None else (self._base.elf_at(path), None)
 
     def realpath(self, path: str) -> str:
-        inside = self._inside(path)
-        return self._base.realpath(path) if inside is None else inside
+        owned = self._owned(path)
+        return self._base.realpath(path) if owned is None else owned
+
+    def _owned(self, path: str) -> str | None:
+        """``path`` normalised if the wheel answers for it (it starts under the fence, or
+        ends there), else None."""
+        normal = posixpath.normpath(path)
+        if _under(path, self.fence) or _under(normal, self.fence):
+            return normal
+        return None
 
     def _inside(self, path: str) -> str | None:
         """``path`` normalised if it is the root or under it, else None."""
         normal = posixpath.normpath(path)
-        if normal == self.root or normal.startswith(self.root.rstrip("/") + "/"):
-            return normal
-        return None
+        return normal if _under(normal, self.root) else None
+
+
+def _under(path: str, directory: str) -> bool:
+    """``path`` is ``directory`` or, as written, below it."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def loader_config(
@@ -402,9 +534,9 @@ def loader_config(
         if root == "/" and env.get("LD_LIBRARY_PATH"):
             env_paths += _ld_library_path(libc, env["LD_LIBRARY_PATH"])
         if libc == GLIBC:
-            system = _glibc_system_dirs(root, arch, lib)
+            system = _glibc_system_dirs(root, arch, lib, interpreter)
         else:
-            system = _musl_system_dirs(root, arch)
+            system = _musl_system_dirs(root, arch, interpreter)
     return LoaderConfig(
         libc=libc,
         arch=arch,
@@ -458,14 +590,76 @@ def _lib_dir(root: str, arch: str, interpreter: str | None) -> str:
     return "lib" if arch in _32BIT else "lib64"
 
 
-def _glibc_system_dirs(root: str, arch: str, lib: str) -> list[SearchDir]:
+def _glibc_system_dirs(
+    root: str, arch: str, lib: str, interpreter: str | None = None
+) -> list[SearchDir]:
+    conf: list[SearchDir] = []
+    _read_ld_so_conf(_rooted(root, "/etc/ld.so.conf"), root, conf, set())
+    return conf + _glibc_default_dirs(root, arch, lib, interpreter)
+
+
+def _glibc_default_dirs(root: str, arch: str, lib: str, interpreter: str | None) -> list[SearchDir]:
+    """The interpreter's own default directories where it can be asked, else a superset."""
+    if root == "/" and interpreter is not None:
+        asked = interpreter_search_path(interpreter)
+        if asked is not None:
+            return [SearchDir(d, Step.DEFAULT, d, interpreter) for d in asked]
     defaults = [f"/{lib}", f"/usr/{lib}"]
     if arch not in _32BIT:
         defaults += ["/lib64", "/usr/lib64"]
     defaults += ["/lib", "/usr/lib"]
-    conf: list[SearchDir] = []
-    _read_ld_so_conf(_rooted(root, "/etc/ld.so.conf"), root, conf, set())
-    return conf + [SearchDir(_rooted(root, d), Step.DEFAULT, d, None) for d in defaults]
+    return [SearchDir(_rooted(root, d), Step.DEFAULT, d, None) for d in defaults]
+
+
+def interpreter_search_path(interpreter: str) -> tuple[str, ...] | None:
+    """The default directories glibc's loader at ``interpreter`` (a path of this machine)
+    searches, as it prints them; None where it cannot tell (not a known interpreter path,
+    absent, another architecture, glibc older than 2.33).  Asked once per interpreter file."""
+    if interpreter not in _KNOWN_INTERPRETERS:
+        return None
+    try:
+        real = os.path.realpath(interpreter)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return _ask_interpreter(real, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _ask_interpreter(real: str, mtime_ns: int, size: int) -> tuple[str, ...] | None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LD_", "GLIBC_TUNABLES"))}
+    for option, parse in (("--help", _parse_ld_so_help), ("--list-diagnostics", _parse_diag)):
+        try:
+            out = subprocess.run(
+                [real, option],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=_LD_SO_TIMEOUT,
+                check=False,
+            ).stdout.decode("utf-8", "surrogateescape")
+        except (OSError, subprocess.SubprocessError):
+            return None  # cannot run here (another architecture, no permission, hung)
+        dirs = parse(out)
+        if dirs:
+            return dirs
+    return None
+
+
+def _parse_ld_so_help(text: str) -> tuple[str, ...]:
+    """The "(system search path)" lines of ``ld.so --help`` (glibc >= 2.33)."""
+    return tuple(
+        match.group(1).rstrip("/") or "/"
+        for match in re.finditer(r"^\s+(/\S*) \(system search path\)$", text, re.MULTILINE)
+    )
+
+
+def _parse_diag(text: str) -> tuple[str, ...]:
+    """The ``path.system_dirs[i]="..."`` lines of ``ld.so --list-diagnostics`` (>= 2.35)."""
+    return tuple(
+        match.group(1).rstrip("/") or "/"
+        for match in re.finditer(r'^path\.system_dirs\[0x[0-9a-f]+\]="(/[^"]*)"$', text, re.M)
+    )
 
 
 def _read_ld_so_conf(path: str, root: str, out: list[SearchDir], seen: set[str]) -> None:
@@ -500,8 +694,13 @@ def _read_ld_so_conf(path: str, root: str, out: list[SearchDir], seen: set[str])
             out.append(SearchDir(_rooted(root, directory), Step.LD_SO_CONF, directory, path))
 
 
-def _musl_system_dirs(root: str, arch: str) -> list[SearchDir]:
-    path = _rooted(root, f"/etc/ld-musl-{_MUSL_ARCH.get(arch, arch)}.path")
+def _musl_system_dirs(root: str, arch: str, interpreter: str | None = None) -> list[SearchDir]:
+    """musl's path file is <prefix>/etc/ld-musl-ARCH.path, <prefix> being the interpreter's
+    path without its last two components ("" for /lib/ld-musl-ARCH.so.1)."""
+    prefix = ""
+    if interpreter is not None and interpreter.startswith("/"):
+        prefix = posixpath.dirname(posixpath.dirname(interpreter)).rstrip("/")
+    path = _rooted(root, f"{prefix}/etc/ld-musl-{_MUSL_ARCH.get(arch, arch)}.path")
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             text = fh.read()
@@ -559,6 +758,7 @@ class _Object:
     elf: ElfFile
     loader: _Object | None
     listed: bool = True  # False for the interpreter until something needs it
+    short: str | None = None  # musl: the name it answers to (set when a search found it)
 
 
 class _Walk:
@@ -583,9 +783,10 @@ class _Walk:
         self.libraries: dict[str, Library] = {}
         self.queue: deque[_Object] = deque()
         self.paths: dict[tuple[_Object, Step], tuple[SearchDir, ...]] = {}
-        self._register(self.root)
+        self._register(self.root, None)
         self.interpreter = self._preload_interpreter()
         self.env_dirs = self._env_dirs()
+        self.system_dirs = self._system_dirs()
 
     def run(self) -> dict[str, Library]:
         self.queue.append(self.root)
@@ -596,11 +797,55 @@ class _Walk:
                     self.libraries[name] = self._load(name, obj)
         return self.libraries
 
-    def _register(self, obj: _Object) -> None:
-        self.names.setdefault(obj.path, obj)
-        if obj.elf.soname:
-            self.names.setdefault(obj.elf.soname, obj)
+    def _register(self, obj: _Object, name: str | None) -> None:
+        """Remember ``obj``, loaded by the DT_NEEDED ``name`` (None: the root, the loader).
+
+        glibc answers a later DT_NEEDED with an object loaded by that name or path, or whose
+        DT_SONAME it is.  musl only with one whose short name it is: the name a search found
+        it by; an object opened by a path has none (until a search finds its file).
+        """
+        if self.config.libc == GLIBC:
+            self.names.setdefault(obj.path, obj)
+            if obj.elf.soname:
+                self.names.setdefault(obj.elf.soname, obj)
+            if name is not None:
+                self.names.setdefault(name, obj)
+        elif name is not None and "/" not in name:
+            self._set_short(obj, name)
         self.by_realpath.setdefault(obj.realpath, obj)
+
+    def _set_short(self, obj: _Object, short: str) -> None:
+        if obj.short is None:
+            obj.short = short
+            self.names.setdefault(short, obj)
+
+    def _known(self, name: str) -> _Object | None:
+        """The loaded object that answers to ``name`` without a search."""
+        if self.config.libc == GLIBC:
+            return self.names.get(name)
+        if _MUSL_BUILTIN.match(name):
+            return self.interpreter
+        # musl opens a name with a slash without looking at what is loaded.
+        return None if "/" in name else self.names.get(name)
+
+    def _system_dirs(self) -> tuple[SearchDir, ...]:
+        """The configuration's system directories, or, for a root whose PT_INTERP is another
+        known glibc interpreter of this machine, with that interpreter's default directories."""
+        dirs = self.config.system_dirs
+        interp = self.root.elf.interpreter
+        if (
+            self.config.libc != GLIBC
+            or self.config.root != "/"
+            or interp is None
+            or interp == self.config.interpreter
+            or any(d.step is Step.LDPATHS for d in dirs)
+        ):
+            return dirs
+        asked = interpreter_search_path(interp)
+        if asked is None:
+            return dirs
+        kept = [d for d in dirs if d.step is not Step.DEFAULT]
+        return tuple(_dedupe([*kept, *(SearchDir(d, Step.DEFAULT, d, interp) for d in asked)]))
 
     def _preload_interpreter(self) -> _Object | None:
         """The loader itself is always mapped: names it answers to need no search."""
@@ -615,40 +860,54 @@ class _Walk:
             posixpath.basename(path), path, self.fs.realpath(path), elf, None, listed=False
         )
         self.names.setdefault(obj.name, obj)
-        self._register(obj)
+        self._register(obj, None)
         return obj
 
     def _load(self, name: str, loader: _Object) -> Library:
         loader_name = None if loader is self.root else loader.name
         if self._excluded(name):
             return Library(name, None, None, None, None, loader_name, excluded=True)
-        known = self.names.get(name)
-        if known is None and self.config.libc == MUSL and _MUSL_BUILTIN.match(name):
-            known = self.interpreter
+        known = self._known(name)
         if known is not None and not known.listed:
             return self._list_interpreter(name, known, loader)
         if known is not None:
             return Library(
                 name, known.path, known.realpath, known.elf, None, loader_name, known.name
             )
-        found, skipped = self._find(name, loader)
+        if "/" in name and self._relative(name, loader):
+            return Library(name, None, None, None, None, loader_name, relative=True)
+        found, rejected = self._find(name, loader)
+        skipped = tuple(path for path, why in rejected if why.startswith(_INCOMPATIBLE))
         if found is None:
-            return Library(name, None, None, None, None, loader_name, skipped=skipped)
+            return Library(
+                name, None, None, None, None, loader_name, skipped=skipped, rejected=rejected
+            )
         path, elf, found_by = found
         real = self.fs.realpath(path)
+        more = functools.partial(Library, skipped=skipped, rejected=rejected)
         if self._excluded(real):
-            return Library(name, path, real, elf, found_by, loader_name, excluded=True)
+            return more(name, path, real, elf, found_by, loader_name, excluded=True)
         same = self.by_realpath.get(real)
         if same is not None and not same.listed:
             return self._list_interpreter(name, same, loader)
         if same is not None:
-            self.names.setdefault(name, same)
-            return Library(name, path, real, elf, found_by, loader_name, same.name, skipped=skipped)
+            if self.config.libc == GLIBC:
+                self.names.setdefault(name, same)
+            elif "/" not in name:  # musl names a file a search finds again by its basename
+                self._set_short(same, posixpath.basename(same.path))
+            return more(name, path, real, elf, found_by, loader_name, same.name)
         obj = _Object(name, path, real, elf, loader)
-        self.names.setdefault(name, obj)
-        self._register(obj)
+        self._register(obj, name)
         self.queue.append(obj)
-        return Library(name, path, real, elf, found_by, loader_name, skipped=skipped)
+        return more(name, path, real, elf, found_by, loader_name)
+
+    def _relative(self, name: str, loader: _Object) -> bool:
+        """A DT_NEEDED path the loader opens relative to the working directory at run time
+        (glibc expands $ORIGIN, $LIB and $PLATFORM first; musl expands nothing)."""
+        if self.config.libc == GLIBC and "$" in name:
+            expanded = self._expand_tokens(name, loader)
+            return expanded is not None and not expanded.startswith("/")
+        return not name.startswith("/")
 
     def _list_interpreter(self, name: str, interp: _Object, loader: _Object) -> Library:
         interp.listed, interp.name, interp.loader = True, name, loader
@@ -662,32 +921,33 @@ class _Walk:
         return any(fnmatch.fnmatch(text, pattern) for pattern in self.exclude)
 
     def _compatible(self, elf: ElfFile) -> bool:
-        root = self.root.elf
-        return (
-            elf.elf_class == root.elf_class
-            and elf.byte_order == root.byte_order
-            and elf.machine == root.machine
-            and (elf.osabi == root.osabi or {elf.osabi, root.osabi} <= _LINUX_OSABIS)
-        )
+        return incompatibility(elf, self.root.elf) is None
 
     def _find(
         self, name: str, loader: _Object
-    ) -> tuple[tuple[str, ElfFile, SearchDir] | None, tuple[str, ...]]:
-        """The first compatible candidate, and the incompatible ones passed over."""
+    ) -> tuple[tuple[str, ElfFile, SearchDir] | None, tuple[tuple[str, str], ...]]:
+        """The first compatible candidate, and the files of the name passed over, with why."""
         tried: set[str] = set()
-        skipped: list[str] = []
+        rejected: list[tuple[str, str]] = []
+        examine = getattr(self.fs, "examine", None)
         for candidate, d in self._candidates(name, loader):
             if candidate in tried:
                 continue
             tried.add(candidate)
-            elf = self.fs.elf_at(candidate)
+            if examine is not None:
+                elf, why = examine(candidate)
+            else:
+                elf, why = self.fs.elf_at(candidate), None
             if elf is None:
+                if why is not None:
+                    rejected.append((candidate, why))
                 continue
-            if not self._compatible(elf):
-                skipped.append(candidate)
+            why = incompatibility(elf, self.root.elf)
+            if why is not None:
+                rejected.append((candidate, why))
                 continue
-            return (candidate, elf, d), tuple(skipped)
-        return None, tuple(skipped)
+            return (candidate, elf, d), tuple(rejected)
+        return None, tuple(rejected)
 
     def _candidates(self, name: str, loader: _Object) -> Iterator[tuple[str, SearchDir]]:
         if "/" not in name:
@@ -706,23 +966,24 @@ class _Walk:
             yield from self.env_dirs
             obj: _Object | None = loader
             while obj is not None:
-                yield from self._object_paths(obj, Step.RUNPATH if obj.elf.runpath else Step.RPATH)
+                step = Step.RUNPATH if _has_runpath(obj.elf) else Step.RPATH
+                yield from self._object_paths(obj, step)
                 obj = obj.loader
         else:
-            if not loader.elf.runpath:
+            if not _has_runpath(loader.elf):
                 obj = loader
                 while obj is not None:
-                    if not obj.elf.runpath:
+                    if not _has_runpath(obj.elf):
                         yield from self._object_paths(obj, Step.RPATH)
                     obj = obj.loader
             yield from self.env_dirs
             yield from self._object_paths(loader, Step.RUNPATH)
-        yield from self.config.system_dirs
+        yield from self.system_dirs
 
     def _object_paths(self, obj: _Object, step: Step) -> tuple[SearchDir, ...]:
         key = (obj, step)
         if key not in self.paths:
-            entries = obj.elf.rpath if step is Step.RPATH else obj.elf.runpath
+            entries = _search_entries(obj.elf, step)
             if self.config.libc == MUSL:
                 self.paths[key] = self._musl_paths(entries, obj, step)
             else:
@@ -764,6 +1025,11 @@ class _Walk:
         """glibc's token expansion; None where a token has no value (ld.so drops the entry)."""
         if entry == "":
             return self.config.cwd
+        expanded = self._expand_tokens(entry, obj)
+        return None if expanded is None else self._absolute(expanded, entry)
+
+    def _expand_tokens(self, entry: str, obj: _Object) -> str | None:
+        """``entry`` with $ORIGIN, $LIB and $PLATFORM replaced; None if one has no value."""
         values = {
             "ORIGIN": posixpath.dirname(obj.path),
             "LIB": self.config.lib,
@@ -780,9 +1046,7 @@ class _Walk:
             return value
 
         expanded = _GLIBC_DST.sub(substitute, entry)
-        if unknown or not expanded:
-            return None
-        return self._absolute(expanded, entry)
+        return None if unknown or not expanded else expanded
 
     def _absolute(self, path: str, written: str) -> str:
         """Sysroot-prefix what was written absolute; anchor relative paths at the cwd."""
@@ -795,3 +1059,50 @@ class _Walk:
 
 def _join(directory: str, name: str) -> str:
     return directory + name if directory.endswith("/") else f"{directory}/{name}"
+
+
+_INCOMPATIBLE = "is built for "  # how every incompatibility reason starts
+_OSABI_NAMES = {0: "SYSV", 3: "GNU/Linux", 6: "Solaris", 9: "FreeBSD", 12: "OpenBSD"}
+
+
+def incompatibility(elf: ElfFile, root: ElfFile) -> str | None:
+    """Why the loader of ``root`` rejects ``elf`` as a library ("is built for ..."), or None.
+
+    Class, byte order, machine and OS ABI must match (SYSV and GNU/Linux mix); on ARM the
+    float ABI of EABI version 5 files must too, as glibc's VALID_FLOAT_ABI has it: a
+    hard-float loader refuses EABI5 files marked soft-float, a soft-float one EABI5 files
+    marked hard-float; unmarked files and other EABI versions load.
+    """
+    if elf.elf_class != root.elf_class:
+        return f"{_INCOMPATIBLE}{elf.elf_class}-bit, not {root.elf_class}-bit"
+    if elf.byte_order != root.byte_order:
+        return f"{_INCOMPATIBLE}{elf.byte_order}-endian, not {root.byte_order}-endian"
+    if elf.machine != root.machine:
+        return f"{_INCOMPATIBLE}{_machine_name(elf)}, not {_machine_name(root)}"
+    if elf.osabi != root.osabi and not {elf.osabi, root.osabi} <= _LINUX_OSABIS:
+        return f"{_INCOMPATIBLE}OS ABI {_OSABI_NAMES.get(elf.osabi, elf.osabi)}"
+    if elf.machine == Machine.ARM:
+        wanted = _arm_float(root)
+        if wanted is not None and _arm_float(elf) not in (None, wanted):
+            return f"{_INCOMPATIBLE}ARM EABI5 {_arm_float(elf)}-float, the loader is {wanted}-float"
+    return None
+
+
+def _arm_float(elf: ElfFile) -> str | None:
+    """ "hard" or "soft" for an EABI5 file marked so, else None."""
+    if elf.flags & _EF_ARM_EABIMASK != _EF_ARM_EABI_VER5:
+        return None
+    if elf.flags & _EF_ARM_ABI_FLOAT_HARD:
+        return "hard"
+    if elf.flags & _EF_ARM_ABI_FLOAT_SOFT:
+        return "soft"
+    return None
+
+
+def _machine_name(elf: ElfFile) -> str:
+    if elf.arch:
+        return elf.arch
+    try:
+        return Machine(elf.machine).name.lower()
+    except ValueError:
+        return f"e_machine {elf.machine}"

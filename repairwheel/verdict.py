@@ -27,6 +27,9 @@ class Dependency:
     in_wheel: bool
     needed: tuple[str, ...] = ()
     interpreter: bool = False  # libpython: the interpreter provides it; a repair drops it
+    # When missing: the files of the name the loader passed over, and why
+    # ("/usr/lib/x86_64-linux-gnu/libc.so", "is a linker script, not a shared library")
+    rejected: tuple[tuple[str, str], ...] = ()
 
     @property
     def missing(self) -> bool:
@@ -52,6 +55,7 @@ class Blocker:
     library: str | None = None
     detail: str | None = None  # the version, symbol, ISA level or path
     symbols: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()  # missing-library: "<path> <why it is not used>", each
 
     def __str__(self) -> str:
         if self.kind == "symbol-version":
@@ -65,6 +69,8 @@ class Blocker:
             text = f"{self.file} needs {self.library}, which cannot be found"
             if self.detail:
                 text += f" (the wheel has {self.detail}, but not on the search path)"
+            if self.rejected:
+                text += f" ({'; '.join(self.rejected)})"
             return text
         if self.kind == "blacklisted-symbol":
             return f"{self.file} uses {', '.join(self.symbols)} from {self.library}, blacklisted"
@@ -115,6 +121,7 @@ class PolicyCheck:
                     "detail": first.detail,
                     "files": list(files),
                     "symbols": list(first.symbols),
+                    "rejected": list(first.rejected),
                     "repairable": first not in self.blockers,
                     "message": describe_group(first, files),
                 }
@@ -269,7 +276,13 @@ def decide(
                 sym_best = policy
         blockers = symbol_blockers + _blacklist_blockers(policy, (d.member for d in roots))
         blockers += [
-            Blocker("missing-library", file, name, in_wheel.get(name))
+            Blocker(
+                "missing-library",
+                file,
+                name,
+                in_wheel.get(name),
+                rejected=tuple(f"{path} {why}" for path, why in dep.rejected),
+            )
             for name, dep in sorted(external.items())
             if dep.missing
             for file in needers[name]

@@ -16,6 +16,7 @@ import hashlib
 import io
 import itertools
 import logging
+import mmap
 import os
 import re
 import secrets
@@ -37,13 +38,13 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ._zlib import zlib
+from ._zlib import ZlibError, zlib
 from .errors import ResourceError, UsageError, WheelError
 
 log = logging.getLogger(__name__)
 
 StrPath = Union[str, "os.PathLike[str]"]
-Bytes = Union[bytes, bytearray]
+Bytes = Union[bytes, bytearray, mmap.mmap]
 DateTime = tuple[int, int, int, int, int, int]
 
 MAX_MEMBER_SIZE = 8 << 30
@@ -753,7 +754,7 @@ class WheelArchive:
                     data = inflater.unconsumed_tail
                 if inflater.eof:
                     return
-        except zlib.error as exc:
+        except ZlibError as exc:
             raise self._error(f"member {info.filename!r} is corrupt ({exc})") from None
         if info.compress_size or info.file_size:
             raise self._error(f"member {info.filename!r} has a truncated deflate stream")

@@ -289,7 +289,11 @@ def broken_elf(data: bytes) -> dict[str, bytes]:
         "truncated-in-program-headers": data[: (lay.phoff + phdrs_end) // 2],
         "huge-program-header-count": lay.patched((_E_PHNUM, "H", 0xFFFE)),
         "program-headers-past-the-end": lay.patched((_E_PHOFF, "Q", size)),
-        "dynamic-segment-past-the-end": lay.patched((lay.dynamic_phdr + 8, "Q", size)),
+        # Both p_offset and p_vaddr (what ld.so maps) lead nowhere: the vaddr one alone is
+        # enough for the loader, and for the core.
+        "dynamic-segment-past-the-end": lay.patched(
+            (lay.dynamic_phdr + 8, "Q", size), (lay.dynamic_phdr + 16, "Q", 0xDEAD0000)
+        ),
         "strtab-outside-every-load": lay.patched(
             (lay.dyn_values[DT_STRTAB], "Q", 0xDEAD0000), *lay.without_sections()
         ),

@@ -548,3 +548,152 @@ def test_lddtree_of_an_executable_agrees_with_the_loader(tmp_path: Path) -> None
     tree = lddtree(str(exe))
     assert resolved(tree) == ldd(exe)
     assert tree.format_tree().startswith(f"{exe} (interpreter => ")
+
+
+# --- candidates rejected, and why (linker scripts, other files, other ABIs)
+
+
+def test_a_linker_script_is_rejected_with_the_reason(tmp_path: Path) -> None:
+    _write(tmp_path / "dev" / "libx.so", "/* GNU ld script */\nGROUP ( /lib/libx.so.1 )\n")
+    _write(tmp_path / "text" / "libx.so", "just text\n")
+    root = build_so(tmp_path / "root.so", rpath=[f"{tmp_path}/dev", f"{tmp_path}/text"])
+    elf = dataclasses.replace(read_elf(root), needed=("libx.so",))
+    tree = resolve(str(root), elf, HostFilesystem(), glibc(ldpaths=""))
+    lib = tree.libraries["libx.so"]
+    assert lib.path is None
+    assert lib.rejected == (
+        (f"{tmp_path}/dev/libx.so", "is a linker script, not a shared library"),
+        (f"{tmp_path}/text/libx.so", "is not an ELF file"),
+    )
+    assert lib.why_not_found() == (
+        f"{tmp_path}/dev/libx.so is a linker script, not a shared library; "
+        f"{tmp_path}/text/libx.so is not an ELF file"
+    )
+    assert f"libx.so => not found ({tmp_path}/dev/libx.so is a linker script" in tree.format_tree()
+
+
+def test_the_hosts_libc_so_linker_script_is_named(tmp_path: Path) -> None:
+    config = glibc()
+    script = next(
+        (
+            f"{d.directory}/libc.so"
+            for d in config.system_dirs
+            if os.path.isfile(f"{d.directory}/libc.so")
+        ),
+        None,
+    )
+    if script is None or b"GNU ld script" not in Path(script).read_bytes()[:200]:
+        pytest.skip("no linker script named libc.so on the search path (libc6-dev)")
+    root = build_so(tmp_path / "root.so", flags=["-nostdlib"])
+    elf = dataclasses.replace(read_elf(root), needed=("libc.so",))
+    tree = resolve(str(root), elf, HostFilesystem(), config)
+    assert (script, "is a linker script, not a shared library") in tree.libraries[
+        "libc.so"
+    ].rejected
+
+
+def test_an_elf_file_of_another_class_says_so(tmp_path: Path) -> None:
+    try:
+        bad = build_so(tmp_path / "bad" / "libx.so", flags=["-m32"])
+    except subprocess.CalledProcessError:
+        pytest.skip("gcc cannot build 32-bit libraries here (no gcc-multilib)")
+    root = build_so(tmp_path / "root.so", rpath=[str(bad.parent)])
+    elf = dataclasses.replace(read_elf(root), needed=("libx.so",))
+    lib = resolve(str(root), elf, HostFilesystem(), glibc(ldpaths="")).libraries["libx.so"]
+    assert lib.skipped == (str(bad),)
+    assert lib.rejected == ((str(bad), "is built for 32-bit, not 64-bit"),)
+
+
+def _arm(flags: int, *entries: tuple[int, int | str]) -> bytes:
+    from elf_craft import ElfBuilder  # noqa: PLC0415 (a test helper beside this file)
+
+    data = bytearray(ElfBuilder(elf_class=32, machine=40, entries=list(entries)).build())
+    data[36:40] = flags.to_bytes(4, "little")  # e_flags of an ELF32 header
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("flags", "taken"),
+    [
+        (0x05000200, False),  # EABI5 soft-float (armel): glibc's armhf ld.so refuses it
+        (0x05000400, True),
+        (0x05000000, True),  # EABI5, no float flag: VALID_FLOAT_ABI takes it
+        (0x04000000, True),  # older EABI: taken
+    ],
+)
+def test_armhf_root_takes_arm_candidates_by_float_abi(
+    tmp_path: Path, flags: int, taken: bool
+) -> None:
+    lib = tmp_path / "cand" / "libx.so"
+    lib.parent.mkdir()
+    lib.write_bytes(_arm(flags))
+    root_path = tmp_path / "root.so"
+    root_path.write_bytes(_arm(0x05000400, (1, "libx.so"), (29, "$ORIGIN/cand")))
+    root = read_elf(root_path)
+    assert root.arch == "armv7l"
+    config = loader_config("glibc", "armv7l", ldpaths="", root=str(tmp_path / "sys"), environ={})
+    found = resolve(str(root_path), root, HostFilesystem(), config).libraries["libx.so"]
+    assert (found.path == str(lib)) is taken
+    if not taken:
+        assert found.rejected == (
+            (str(lib), "is built for ARM EABI5 soft-float, the loader is hard-float"),
+        )
+
+
+# --- DT_NEEDED paths
+
+
+def test_relative_needed_path_is_not_looked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evil = build_so(tmp_path / "x" / "libevil.so", soname=None)
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    root = build_so(tmp_path / "pkg" / "root.so", needs=["../x/libevil.so"])
+    assert read_elf(root).needed[0] == "../x/libevil.so"
+    assert evil.exists()  # it is there, relative to this working directory
+    tree = tree_of(root)
+    lib = tree.libraries["../x/libevil.so"]
+    assert (lib.path, lib.relative) == (None, True)
+    assert tree.relative_needed == ((str(root), "../x/libevil.so"),)
+    assert "../x/libevil.so => not looked up (relative to the working directory" in (
+        tree.format_tree()
+    )
+
+
+def test_origin_in_a_needed_path_is_not_relative(tmp_path: Path) -> None:
+    libx = build_so(tmp_path / "lib" / "libx.so", soname=None)
+    root = build_so(tmp_path / "root.so", flags=["-nostdlib"])
+    elf = dataclasses.replace(read_elf(root), needed=("$ORIGIN/lib/libx.so",))
+    lib = resolve(str(root), elf, HostFilesystem(), glibc()).libraries["$ORIGIN/lib/libx.so"]
+    assert (lib.realpath, lib.relative) == (str(libx), False)
+
+
+# --- the wheel's place: escapes never reach the host
+
+
+def test_escape_above_the_fence_finds_nothing(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    host_lib = build_so(prefix / "lib" / "libhost.so")  # a real file under the fence
+    build_so(tmp_path / "libabove.so")
+    root_dir = prefix / "lib" / "python3" / "site-packages"
+    ext = build_so(tmp_path / "build" / "_ext.so", needs=[host_lib, tmp_path / "libabove.so"],
+                   runpath=["$ORIGIN/../../../lib", "$ORIGIN/../../../../.."])  # fmt: skip
+    fs = WheelFilesystem.from_bytes(
+        str(root_dir), {"pkg/_ext.so": ext.read_bytes()}, fence=str(prefix)
+    )
+    path = fs.path_of("pkg/_ext.so")
+    tree = resolve(path, fs.elf_at(path), fs, glibc(ldpaths=""))  # type: ignore[arg-type]
+    assert tree.libraries["libhost.so"].path is None
+    assert tree.libraries["libabove.so"].path is None
+
+
+def test_musl_path_file_is_under_its_interpreters_prefix(tmp_path: Path) -> None:
+    from repairwheel.resolve import _musl_system_dirs
+
+    _write(tmp_path / "opt/musl/etc/ld-musl-x86_64.path", "/opt/musl/lib\n")
+    _write(tmp_path / "etc/ld-musl-x86_64.path", "/not/this\n")
+    dirs = _musl_system_dirs(str(tmp_path), "x86_64", "/opt/musl/lib/ld-musl-x86_64.so.1")
+    assert [d.entry for d in dirs] == ["/opt/musl/lib"]
+    dirs = _musl_system_dirs(str(tmp_path), "x86_64", "/lib/ld-musl-x86_64.so.1")
+    assert [d.entry for d in dirs] == ["/not/this"]
