@@ -61,14 +61,10 @@ def many_runpaths(count: int, text: str = LONG) -> bytes:
 def parse_in_child(data: bytes, tmp_path: Path) -> dict[str, object]:
     path = tmp_path / "input.elf"
     path.write_bytes(data)
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    )
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, str(path)],
         capture_output=True,
         text=True,
-        env=env,
         timeout=60,
     )
     assert result.returncode == 0, f"child died with {result.returncode}: {result.stderr[-2000:]}"

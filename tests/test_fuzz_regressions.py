@@ -7,7 +7,6 @@ silent read of whatever memory follows.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -49,15 +48,10 @@ else:
 
 
 def _replay(case: Path, mode: str) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    )
     return subprocess.run(
         [sys.executable, "-c", _CHILD, str(case), mode],
         capture_output=True,
         text=True,
-        env=env,
         timeout=60,
     )
 

@@ -316,7 +316,7 @@ def test_a_dir_only_the_old_union_searched_agrees_with_ldd(tmp_path: Path) -> No
         capture_output=True,
         text=True,
         env=env,
-        cwd=Path(__file__).parent.parent,
+        cwd=tmp_path,
     )
     if run.returncode != 0:
         pytest.skip(f"cannot set up the mount namespace: {run.stderr.strip()}")
