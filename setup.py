@@ -2,4 +2,4 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["repairwheel/_build_elfcore.py:ffibuilder"])
+setup(cffi_modules=["csrc/build_elfcore.py:ffibuilder"])

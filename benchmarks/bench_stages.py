@@ -17,7 +17,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from repairwheel.audit import analyze_wheel
 from repairwheel.scan import scan_elf_members
-from repairwheel.wheelfile import WheelArchive, WheelWriter, _deflate
+from repairwheel.wheel import WheelArchive, WheelWriter
+from repairwheel.wheel.zipwrite import deflate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,6 +70,6 @@ def test_stages_deflate_largest_member(benchmark: BenchmarkFixture, wheel: Path)
     with WheelArchive(wheel) as archive:
         largest = max(archive.members, key=lambda m: m.file_size)
         data = archive.read(largest.name)
-    pieces = benchmark.pedantic(_deflate, args=(data, 6), rounds=2)
+    pieces = benchmark.pedantic(deflate, args=(data, 6), rounds=2)
     benchmark.extra_info["member"] = largest.name
     benchmark.extra_info["ratio"] = sum(map(len, pieces)) / len(data)

@@ -6,7 +6,9 @@ from this process inherits its memory until exec, and Linux counts that towards 
 peak RSS, so every run would report at least this (large) process's size.
 The tools alternate within each round, so drifting machine load hits both alike. Each fix
 output is opened afterwards to record its tag, size and grafted libraries: the numbers only
-compare like with like if both tools did the same work.
+compare like with like if both tools did the same work. ``--baseline PYTHON`` adds a third
+tool, the ``repairwheel`` beside another interpreter (a venv holding an earlier commit), run in
+the same rounds, and a table of current/baseline ratios.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from make_inputs import MANY_SO_COUNT, Inputs, make_inputs
 
 REPAIRWHEEL = "repairwheel"
 AUDITWHEEL = "auditwheel"
+BASELINE = "repairwheel-baseline"
 TOOLS = (REPAIRWHEEL, AUDITWHEEL)
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUTS = Path.home() / ".cache" / "repairwheel-bench"
@@ -102,6 +105,15 @@ def tool_path(name: str) -> str:
     return found
 
 
+def baseline_path(python: str) -> str:
+    """The ``repairwheel`` console script beside ``python`` (not resolved: a venv's python is a
+    link to the system's, and the script is in the venv)."""
+    script = Path(python).absolute().parent / REPAIRWHEEL
+    if not os.access(script, os.X_OK):
+        raise SystemExit(f"--baseline {python}: no {REPAIRWHEEL} script beside it ({script})")
+    return str(script)
+
+
 def elf_members(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as archive:
         return [
@@ -113,22 +125,29 @@ def elf_members(wheel: Path) -> list[str]:
         ]
 
 
-def build_cases(inputs: Inputs) -> list[Case]:
+def build_cases(inputs: Inputs, baseline: str | None = None) -> list[Case]:
+    """The cases; ``baseline``, the path of a second repairwheel, runs wherever repairwheel does."""
     rw, aw = tool_path(REPAIRWHEEL), tool_path(AUDITWHEEL)
     excludes = [arg for soname in TORCH_EXCLUDES for arg in ("--exclude", soname)]
     torch_elf = [_UNZIP_WILDCARD.sub(r"[\1]", name) for name in elf_members(inputs.torch)]
 
     def show(wheel: Path) -> dict[str, Argv]:
-        return {
+        commands: dict[str, Argv] = {
             REPAIRWHEEL: lambda _: [rw, "show", str(wheel)],
             AUDITWHEEL: lambda _: [aw, "show", str(wheel)],
         }
+        if baseline is not None:
+            commands[BASELINE] = lambda _: [baseline, "show", str(wheel)]
+        return commands
 
     def fix(wheel: Path, extra: Sequence[str] = ()) -> dict[str, Argv]:
-        return {
+        commands: dict[str, Argv] = {
             REPAIRWHEEL: lambda out: [rw, "fix", "-w", str(out), *extra, str(wheel)],
             AUDITWHEEL: lambda out: [aw, "repair", "-w", str(out), *extra, str(wheel)],
         }
+        if baseline is not None:
+            commands[BASELINE] = lambda out: [baseline, "fix", "-w", str(out), *extra, str(wheel)]
+        return commands
 
     floors: dict[str, Argv] = {
         "unzip -p torch ELF": lambda _: ["unzip", "-p", str(inputs.torch), *torch_elf],
@@ -264,12 +283,13 @@ def commit() -> str:
     ).stdout.strip()
 
 
-def versions(env: dict[str, str]) -> dict[str, str]:
+def versions(env: dict[str, str], baseline: str | None = None) -> dict[str, str]:
+    paths = {tool: tool_path(tool) for tool in (*TOOLS, "patchelf")}
+    if baseline is not None:
+        paths[BASELINE] = baseline
     found = {}
-    for tool in (*TOOLS, "patchelf"):
-        result = subprocess.run(
-            [tool_path(tool), "--version"], capture_output=True, text=True, env=env
-        )
+    for tool, path in paths.items():
+        result = subprocess.run([path, "--version"], capture_output=True, text=True, env=env)
         found[tool] = " ".join((result.stdout or result.stderr).split()[:2])
     return found
 
@@ -309,6 +329,25 @@ def format_tables(summaries: Sequence[Summary]) -> str:
             f"| {num(_ratio(aw.output_bytes, rw.output_bytes), '.4f')} "
             f"| {_same(rw.tag, aw.tag)} | {_same(rw.grafted, aw.grafted)} |"
         )
+    baselines = [s for s in summaries if s.tool == BASELINE]
+    if baselines:
+        lines += [
+            "",
+            "| case | wall rw/baseline | CPU rw/baseline | RSS rw/baseline "
+            "| output size rw/baseline | same tag | same grafts |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+    for base in baselines:
+        rw = by_key.get((base.case, REPAIRWHEEL))
+        if rw is None:
+            continue
+        lines.append(
+            f"| {base.case} | {num(_ratio(rw.wall_s, base.wall_s), '.2f')} "
+            f"| {num(_ratio(rw.cpu_s, base.cpu_s), '.2f')} "
+            f"| {num(_ratio(rw.max_rss_mb, base.max_rss_mb), '.2f')} "
+            f"| {num(_ratio(rw.output_bytes, base.output_bytes), '.4f')} "
+            f"| {_same(rw.tag, base.tag)} | {_same(rw.grafted, base.grafted)} |"
+        )
     return "\n".join(lines)
 
 
@@ -344,6 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help=f"extension modules in the many_so wheel (default {MANY_SO_COUNT})",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="PYTHON",
+        help="also run the repairwheel beside this interpreter (e.g. a venv with the previous "
+        "commit installed) in the same rounds, and report current/baseline ratios",
+    )
     parser.add_argument("--json", type=Path, help="write every run and the summary here")
     args = parser.parse_args(argv)
     if not os.access(GNU_TIME, os.X_OK):
@@ -351,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     inputs = make_inputs(args.inputs, args.many_so)
     paths = dataclasses.asdict(inputs)
-    cases = build_cases(inputs)
+    baseline = baseline_path(args.baseline) if args.baseline else None
+    cases = build_cases(inputs, baseline)
     if args.cases:
         wanted = args.cases.split(",")
         unknown = set(wanted) - {case.name for case in cases}
@@ -365,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "load_at_start": os.getloadavg(),
-        **versions(env),
+        **versions(env, baseline),
+        "baseline": baseline,
         "commit_at_start": commit(),
     }
     print(json.dumps(machine), flush=True)

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from repairwheel.wheelfile import WheelArchive, WheelWriter, replace_platform_tags
+from repairwheel.wheel import WheelArchive, WheelWriter, replace_platform_tags
 
 TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"

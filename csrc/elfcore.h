@@ -5,7 +5,7 @@
  * malformed input yields RW_ERR and a message, never a fault.
  *
  * The region between the CDEF markers is read verbatim by the cffi build
- * script (repairwheel/_build_elfcore.py), so the C and Python sides cannot drift.
+ * script (csrc/build_elfcore.py), so the C and Python sides cannot drift.
  * It must stay plain declarations (no preprocessor lines).
  */
 #ifndef REPAIRWHEEL_ELFCORE_H

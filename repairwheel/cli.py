@@ -82,7 +82,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .audit import analyze_wheel
     from .errors import NotPlatformWheelError
     from .show import format_report
-    from .wheelfile import WheelArchive
+    from .wheel import WheelArchive
 
     name = os.path.basename(args.wheel)
     try:
@@ -202,7 +202,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     The exit code is the worst of them."""
     from .plan import check_lib_sdir
     from .repair import repair_wheel
-    from .wheelfile import source_date_epoch
+    from .wheel import source_date_epoch
 
     level = _compression_level(args)
     plat = _plat(args)

@@ -13,11 +13,25 @@ from typing import Any, NamedTuple, Optional, Union, overload
 from ._elfcore import ffi, lib
 from .errors import ElfError, ResourceError
 
-ElfSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+ElfSource = Union[bytes, bytearray, memoryview, mmap.mmap, str, "os.PathLike[str]"]
 
 ELF_MAGIC = b"\x7fELF"
 VER_FLG_WEAK = 0x2
 _ERRLEN = 256
+
+
+class _OpenIntEnum(enum.IntEnum):
+    """An IntEnum that also takes the values it does not name, as ``UNKNOWN_<n>`` members:
+    a field typed with it holds whatever number the file has, and reading it never raises."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _OpenIntEnum | None:
+        if not isinstance(value, int):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_{value}"
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
 
 
 class Machine(enum.IntEnum):
@@ -36,7 +50,9 @@ class Machine(enum.IntEnum):
     LOONGARCH = 258
 
 
-class ElfType(enum.IntEnum):
+class ElfType(_OpenIntEnum):
+    """e_type."""
+
     NONE = 0
     REL = 1
     EXEC = 2
@@ -44,14 +60,18 @@ class ElfType(enum.IntEnum):
     CORE = 4
 
 
-class Binding(enum.IntEnum):
+class Binding(_OpenIntEnum):
+    """A symbol's binding (the high nibble of st_info)."""
+
     LOCAL = 0
     GLOBAL = 1
     WEAK = 2
     GNU_UNIQUE = 10
 
 
-class SymbolType(enum.IntEnum):
+class SymbolType(_OpenIntEnum):
+    """A symbol's type (the low nibble of st_info)."""
+
     NOTYPE = 0
     OBJECT = 1
     FUNC = 2
@@ -61,6 +81,11 @@ class SymbolType(enum.IntEnum):
     TLS = 6
     GNU_IFUNC = 10
 
+
+# The binding and the type are st_info's two nibbles: a row takes its enums from these tables
+# (an enum call per row would cost a microsecond, and libraries have 10^5 symbols).
+_BINDINGS = tuple(Binding(i) for i in range(16))
+_SYMBOL_TYPES = tuple(SymbolType(i) for i in range(16))
 
 # (machine, class, byte order) -> manylinux architecture name
 _ARCHES: dict[tuple[int, int, str], str] = {
@@ -88,15 +113,16 @@ class Symbol(NamedTuple):
     name: str
     version: Optional[str]  # noqa: UP045 (NamedTuple fields are evaluated at runtime on 3.9)
     defined: bool
-    binding: int
-    type: int
+    binding: Binding
+    type: SymbolType
     hidden: bool
 
 
 class SymbolTable(Sequence[Symbol]):
     """The dynamic symbols as columns; a :class:`Symbol` row is built only when indexed.
 
-    Large libraries have 10^5 symbols, and most callers need one or two columns.
+    Large libraries have 10^5 symbols, and most callers need one or two columns. The columns
+    stay raw (``info`` holds the binding and type as numbers); a row converts them to enums.
     """
 
     __slots__ = ("names", "versions", "info")
@@ -122,8 +148,8 @@ class SymbolTable(Sequence[Symbol]):
             self.names[index],
             self.versions[index],
             bool(info[2]),
-            info[0],
-            info[1],
+            _BINDINGS[info[0]],
+            _SYMBOL_TYPES[info[1]],
             bool(info[3]),
         )
 
@@ -163,7 +189,7 @@ class ElfFile:
     elf_class: int
     byte_order: str
     machine: int
-    elf_type: int
+    elf_type: ElfType
     osabi: int
     flags: int
     interpreter: str | None
@@ -234,7 +260,7 @@ class ElfFile:
         """The dynamic symbols, in table order (index 0, the null symbol, included)."""
         if self._source is None:
             raise ElfError("symbols are not available: the ELF file's source was not kept")
-        with _buffer(self._source) as (buf, label):
+        with open_source(self._source) as (buf, label):
             return tuple(_parse(buf, self._label or label, lib.RW_WANT_SYMBOLS, None)[1])
 
 
@@ -249,7 +275,7 @@ def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
     Raises ElfError if the file is not a well-formed ELF file, ResourceError if memory
     runs out while reading it.
     """
-    with _buffer(source) as (buf, label):
+    with open_source(source) as (buf, label):
         elf, _ = _parse(buf, name or label, 0, source)
     return elf
 
@@ -261,7 +287,7 @@ def read_elf_and_symbols(
 
     For callers that stream many large files (a wheel's members) and must not pin their bytes.
     """
-    with _buffer(source) as (buf, label):
+    with open_source(source) as (buf, label):
         return _parse(buf, name or label, lib.RW_WANT_SYMBOLS, None)
 
 
@@ -271,10 +297,14 @@ def is_elf(data: bytes) -> bool:
 
 
 @contextmanager
-def _buffer(
+def open_source(
     source: ElfSource,
 ) -> Iterator[tuple[bytes | bytearray | memoryview | mmap.mmap, str]]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    """The bytes of ``source`` (a path is mapped read-only, not read) and the label errors use.
+
+    Raises ElfError when a path cannot be opened.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview, mmap.mmap)):
         yield source, "<buffer>"
         return
     path = os.fspath(source)
@@ -287,7 +317,8 @@ def _buffer(
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 yield mapped, path
     except OSError as exc:
-        raise ElfError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        reason = f"cannot read: {exc.strerror or exc}"
+        raise ElfError(f"{path}: {reason}", reason=reason) from exc
 
 
 def _string(ptr: Any) -> Any:
@@ -310,9 +341,11 @@ def _parse(
         err = ffi.new("char[]", _ERRLEN)
         rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
         if rc == lib.RW_NOMEM:
-            raise ResourceError(f"{label}: out of memory while reading the ELF file")
+            reason = "out of memory while reading the ELF file"
+            raise ResourceError(f"{label}: {reason}", reason=reason)
         if rc != lib.RW_OK:
-            raise ElfError(f"{label}: {ffi.string(err).decode('utf-8', 'replace')}")
+            reason = ffi.string(err).decode("utf-8", "replace")
+            raise ElfError(f"{label}: {reason}", reason=reason)
         raw = out[0]
         try:
             elf = _convert(raw, keep, label if keep is not None else None)
@@ -327,7 +360,7 @@ def _convert(raw: Any, keep: ElfSource | None, label: str | None) -> ElfFile:
         elf_class=raw.elf_class,
         byte_order="big" if raw.big_endian else "little",
         machine=raw.machine,
-        elf_type=raw.elf_type,
+        elf_type=ElfType(raw.elf_type),
         osabi=raw.osabi,
         flags=raw.flags,
         interpreter=_string(raw.interpreter),

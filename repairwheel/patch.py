@@ -1,4 +1,5 @@
-"""The patchelf driver: one patchelf process per file, then proof that the file came out as planned.
+"""The patchelf driver: one patchelf process per batch of files needing the same operations (up to
+BATCH_SIZE files, batches in parallel), then proof that every file came out as planned.
 
 patchelf has regressed in most releases (stale DT_NEEDED up to 0.14.3, segfaults in 0.17.0,
 misaligned PT_LOAD in 0.18.0), so its exit status is not trusted: every rewritten file is
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,8 +208,9 @@ def apply_patches(
     Files needing the same operations (a wheel of many extensions in one folder) share one
     patchelf process, up to BATCH_SIZE at a time: process start-up, not patching, is the cost
     for small files. ``display_names`` maps a job's path to the name errors use (e.g. its path
-    inside the wheel). Raises PatchError for the first failing batch in job order; pending
-    batches are not started once a failure is seen. Reports come back in job order.
+    inside the wheel). Once a batch fails, the batches not yet started are cancelled and the
+    running ones finish; then the error of the first failed batch, in job order, is raised
+    (PatchError). Reports come back in job order.
     """
     paths = [Path(path).resolve() for path, _ in jobs]
     if len(set(paths)) != len(paths):
@@ -226,14 +228,20 @@ def apply_patches(
         for ops, files in groups.items()
         for i in range(0, len(files), BATCH_SIZE)
     ]
-    pool = ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(batches)))
-    try:
-        done = pool.map(
-            lambda batch: _patch_batch(patchelf, batch[1], batch[0], names, strip_first), batches
-        )
-        reports = {report.path: report for batch in done for report in batch}
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    with ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(batches))) as pool:
+        futures = [
+            pool.submit(_patch_batch, patchelf, files, ops, names, strip_first)
+            for ops, files in batches
+        ]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:  # a failure, or Ctrl-C: start nothing more
+            for future in futures:
+                future.cancel()
+    ran = [future for future in futures if not future.cancelled()]
+    for future in ran:
+        future.result()  # raises the first failure in job order
+    reports = {report.path: report for future in ran for report in future.result()}
     return [reports[Path(path)] for path, _ in jobs]
 
 

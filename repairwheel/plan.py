@@ -1,25 +1,35 @@
-"""The repair plan: the target tag, what to graft under which name, and the patchelf operations
-for every file — computed from an audit report before anything is written.
+"""The repair plan: the target tag, what to graft under which name, the patchelf operations
+for every file, and the launcher left where a program is moved — computed from an audit report
+(host libraries included: no host file is read again) before anything is written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from .audit import LIBPYTHON, WheelReport
-from .elf import ElfFile, read_elf
-from .errors import DependencyError, PolicyError, ResourceError, UsageError
+from .audit import WheelReport
+from .errors import DependencyError, PolicyError, UsageError
+from .host import HostLibrary, graft_source
 from .patch import PatchOps
 from .policy import Policy, get_policy
-from .verdict import Blocker, describe_group, external_closure, group_blockers
-from .wheelfile import WheelFilename
+from .scan import LIBPYTHON
+from .verdict import Blocker, BlockerKind, describe_group, external_closure, group_blockers
+from .wheel import WheelFilename
 
 _SCRIPTS_SUFFIX = ".scripts"
+_LAUNCHER = '''#!python
+"""Launcher: repairwheel moved the real program to {dest} when it grafted its libraries."""
+import os
+import sys
+import sysconfig
+
+if __name__ == "__main__":
+    os.execv(os.path.join(sysconfig.get_path("platlib"), {dest!r}), sys.argv)
+'''
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,11 @@ class MemberPatch:
     ops: PatchOps
     moved_to: str | None = None  # scripts are moved to <name>.scripts/ and replaced by a shim
 
+    @property
+    def launcher(self) -> bytes | None:
+        """The script written in the moved program's place (an installer puts it on PATH)."""
+        return None if self.moved_to is None else _LAUNCHER.format(dest=self.moved_to).encode()
+
 
 @dataclass(frozen=True)
 class RepairPlan:
@@ -71,40 +86,52 @@ def choose_policies(
     if plat in (None, "auto"):
         if best.priority == 0:
             newest = min(verdict.checks, key=lambda c: c.policy.priority)
-            _refuse(f"cannot repair {report.wheel} to any manylinux/musllinux tag", newest.blockers)
+            _refuse(report.wheel, "any manylinux/musllinux tag", newest.blockers)
         return (best,)
     requested = get_policy(plat)  # either family: a tag of the other libc is named as such
     if requested.libc != report.libc:
         raise PolicyError(
             f"cannot repair {report.wheel} to {plat}: {plat} is a {requested.libc} tag and "
-            f"the wheel is built for {report.libc}"
+            f"the wheel is built for {report.libc}",
+            wheel=report.wheel,
+            reason=f"{plat} is a {requested.libc} tag",
         )
     requested = get_policy(plat, arch, libc=report.libc)
     if requested.priority == 0:
-        raise PolicyError(f"{plat} is not a manylinux/musllinux tag to repair to")
+        raise PolicyError(
+            f"{plat} is not a manylinux/musllinux tag to repair to", wheel=report.wheel
+        )
     check = next((c for c in verdict.checks if c.policy == requested), None)
     if check is None:
-        raise PolicyError(f"cannot repair {report.wheel} to {plat}: no such policy for {arch}")
+        raise PolicyError(
+            f"cannot repair {report.wheel} to {plat}: no such policy for {arch}",
+            wheel=report.wheel,
+            reason=f"no such policy for {arch}",
+        )
     if check.blockers:
-        _refuse(f"cannot repair {report.wheel} to {requested.tag(arch)}", check.blockers)
+        _refuse(report.wheel, requested.tag(arch), check.blockers)
     if not only_plat and best.priority > requested.priority:
         return (best, requested)
     return (requested,)
 
 
-def _refuse(what: str, blockers: Sequence[Blocker]) -> NoReturn:
+def _refuse(wheel: str, target: str, blockers: Sequence[Blocker]) -> NoReturn:
     """Raise the error for ``blockers``: DependencyError when only missing libraries stand in
-    the way (the user can point at them), PolicyError otherwise."""
+    the way (the user can point at them), PolicyError otherwise. ``member`` is the first
+    blocker's file, ``reason`` the obstacles."""
     groups = group_blockers(blockers)
     shown = [describe_group(first, files) for first, files in groups[:3]]
     more = f" (and {len(groups) - 3} more)" if len(groups) > 3 else ""
-    text = f"{what}: " + "; ".join(shown) + more
-    if all(b.kind == "missing-library" for b in blockers):
+    reason = "; ".join(shown) + more
+    text = f"cannot repair {wheel} to {target}: {reason}"
+    fields = {"wheel": wheel, "member": blockers[0].file if blockers else None, "reason": reason}
+    if all(b.kind == BlockerKind.MISSING_LIBRARY for b in blockers):
         raise DependencyError(
             text + " (give its directory with --ldpaths or REPAIRWHEEL_LD_LIBRARY_PATH, "
-            "or --exclude it)"
+            "or --exclude it)",
+            **fields,
         )
-    raise PolicyError(text)
+    raise PolicyError(text, **fields)
 
 
 def check_lib_sdir(lib_sdir: str) -> None:
@@ -129,9 +156,7 @@ def make_plan(
     check = report.verdict.check(policy)
     filename = WheelFilename.parse(report.wheel)
     lib_dir = posixpath.normpath(filename.name + lib_sdir)
-    new_names = _graft_names(
-        check.external_libs, lib_dir, lambda src: _host_elf(report, src).soname
-    )
+    new_names = _graft_names(check.external_libs, lib_dir, report.host_libraries)
 
     patches = []
     for member in report.members:
@@ -164,8 +189,8 @@ def make_plan(
         by_member.setdefault(lib_member, []).append(soname)
     grafts = []
     for lib_member, sonames in by_member.items():
-        _, source, digest = new_names[sonames[0]]
-        host = _host_elf(report, source)
+        _, source, library = new_names[sonames[0]]
+        host = library.elf
         needed = host.needed
         siblings = tuple((n, posixpath.basename(new_names[n][0])) for n in needed if n in new_names)
         ops = PatchOps(
@@ -174,7 +199,7 @@ def make_plan(
             rpath="$ORIGIN" if siblings else None,
             remove_rpath=not siblings and bool(host.rpath or host.runpath),
         )
-        grafts.append(Graft(sonames[0], source, digest, lib_member, ops, tuple(sonames)))
+        grafts.append(Graft(sonames[0], source, library.sha256, lib_member, ops, tuple(sonames)))
 
     tags = [p.tag(arch) for p in policies] + [a + "_" + arch for p in policies for a in p.aliases]
     return RepairPlan(
@@ -186,9 +211,9 @@ def make_plan(
 
 
 def _graft_names(
-    external: Mapping[str, str | None], lib_dir: str, own_soname: Callable[[str], str | None]
-) -> dict[str, tuple[str, str, str]]:
-    """soname -> (member path, source path, sha256): ``libfoo-<8 hex of sha256>.so.N``.
+    external: Mapping[str, str | None], lib_dir: str, libraries: Mapping[str, HostLibrary]
+) -> dict[str, tuple[str, str, HostLibrary]]:
+    """soname -> (member path, source path, library): ``libfoo-<8 hex of sha256>.so.N``.
 
     Names that reach one host file (by real path) share one member, named after the path
     whose file name is the library's own SONAME when there is one (else the first name's).
@@ -198,34 +223,16 @@ def _graft_names(
         if source is not None:  # None is libpython: dropped, not grafted
             by_file.setdefault(os.path.realpath(source), []).append((soname, source))
     names = {}
-    for real, reaching in by_file.items():
-        digest = _sha256(real)
-        own = own_soname(reaching[0][1])
+    for reaching in by_file.values():
+        library = graft_source(libraries, reaching[0][1])
+        digest, own = library.sha256, library.elf.soname
         source = next((src for _, src in reaching if os.path.basename(src) == own), reaching[0][1])
         base, dot, ext = os.path.basename(source).partition(".")
         if not base.endswith(f"-{digest[:8]}"):
             base = f"{base}-{digest[:8]}"
         for soname, _ in reaching:
-            names[soname] = (posixpath.join(lib_dir, base + dot + ext), source, digest)
+            names[soname] = (posixpath.join(lib_dir, base + dot + ext), source, library)
     return names
-
-
-def _host_elf(report: WheelReport, source: str) -> ElfFile:
-    known = report.host_libraries.get(source)
-    return known.elf if known is not None else read_elf(source)  # ElfError names the file
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise ResourceError(
-            f"{path}: cannot read the library to graft: {exc.strerror or exc}"
-        ) from None
-    return digest.hexdigest()
 
 
 def _member_rpath(member: str, destination: str, old: Sequence[str], lib_dir: str) -> str:

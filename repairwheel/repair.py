@@ -1,45 +1,31 @@
-"""Repair a wheel: audit, plan, patch the few files that change, and write the new wheel.
+"""Repair a wheel: audit, plan, stage and patch the few files that change, write the new wheel.
 
-Only the ELF files that change and the grafted libraries touch the disk (in a private temp
-dir); every other member is copied into the output as its compressed bytes. The output is
-written under a temporary name and renamed into place only when complete.
+Only the ELF files that change and the grafted libraries touch the disk (:mod:`.stage`);
+every other member is copied into the output as its compressed bytes. The output is written
+under a temporary name and renamed into place only when complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import mmap
 import os
 import shutil
-import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit import WheelReport, analyze_wheel
+from .audit import analyze_wheel
 from .errors import NotPlatformWheelError, ResourceError
-from .patch import PatchOps, PatchReport, apply_patches, find_patchelf, strip
+from .patch import PatchReport, apply_patches, find_patchelf
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
-from .sbom import SBOM_PATH, GraftedLib, build_sbom, find_providers, sbom_bytes
-from .wheelfile import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
+from .sbom import SBOM_PATH, graft_sbom
+from .stage import mapped, scratch, stage
+from .wheel import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
 
 log = logging.getLogger(__name__)
-
-SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
-_SHM = "/dev/shm"
-
-_SHIM = '''#!python
-"""Launcher: repairwheel moved the real program to {dest} when it grafted its libraries."""
-import os
-import sys
-import sysconfig
-
-if __name__ == "__main__":
-    os.execv(os.path.join(sysconfig.get_path("platlib"), {dest!r}), sys.argv)
-'''
 
 
 @dataclass(frozen=True)
@@ -115,16 +101,22 @@ def repair_wheel(
             log.warning("warning: %s: %s; it is left as it is", member, why)
         policies = choose_policies(report, plat, only_plat=only_plat)
         plan = make_plan(report, policies, lib_sdir=lib_sdir)
-        small = stack.enter_context(_small_scratch(tmp, _small_bytes(archive, plan, report)))
-        changed, patched = _patch(archive, report, plan, tmp, small, strip_symbols)
+        small = stack.enter_context(scratch(tmp, archive, report, plan))
+        staged = stage(archive, report, plan, tmp, small, strip_symbols)
+        patched = apply_patches(
+            find_patchelf(), staged.jobs, strip_first=strip_symbols, display_names=staged.names
+        )
+        for r in patched:
+            log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
         filename, wheel_text = _retag(archive, plan, update_tags)
         others_checked()  # a corrupt member fails here, before anything is written
         _make_out_dir(out)
         target = out / str(filename)
         try:
-            _write(archive, target, plan, changed, wheel_text, compression_level)
+            _write(archive, target, plan, staged.files, wheel_text, compression_level)
         except OSError as exc:
-            raise ResourceError(f"{target}: cannot write: {exc.strerror or exc}") from None
+            reason = f"cannot write: {exc.strerror or exc}"
+            raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
     return RepairResult(
         input=str(path),
         output=str(target),
@@ -141,7 +133,8 @@ def _make_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ResourceError(f"{out}: cannot create the output folder: {exc.strerror}") from None
+        reason = f"cannot create the output folder: {exc.strerror}"
+        raise ResourceError(f"{out}: {reason}", reason=reason) from None
 
 
 def _copy_pure(path: Path, out: Path) -> RepairResult:
@@ -158,89 +151,10 @@ def _copy_pure(path: Path, out: Path) -> RepairResult:
     except BaseException as exc:  # Ctrl-C included: never leave the temp file behind
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise ResourceError(f"{target}: cannot write: {exc.strerror}") from None
+            reason = f"cannot write: {exc.strerror}"
+            raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
         raise
     return result
-
-
-def _patch(
-    archive: WheelArchive,
-    report: WheelReport,
-    plan: RepairPlan,
-    tmp: Path,
-    small: Path,
-    strip_symbols: bool,
-) -> tuple[dict[str, Path], list[PatchReport]]:
-    """Stage, strip and patch every file that changes; returns member name -> staged file.
-    Files up to SMALL_FILE are staged in ``small``, bigger ones in ``tmp``."""
-    staged: dict[str, Path] = {}
-    jobs: list[tuple[Path, PatchOps]] = []
-    names: dict[Path, str] = {}
-    spilled = {m.path: m.spilled for m in report.members if m.spilled}
-    to_strip = [m.path for m in report.members] if strip_symbols else []
-
-    def stage_member(name: str) -> Path:
-        file = (small if archive.member(name).file_size <= SMALL_FILE else tmp) / f"m{len(staged)}"
-        try:
-            if name in spilled:  # already inflated by the audit (a move across filesystems
-                shutil.move(spilled[name], file)  # when ``small`` is in /dev/shm)
-            else:
-                archive.extract_to(name, file)
-        except OSError as exc:
-            raise ResourceError(
-                f"{archive.path.name}: {name}: cannot stage the member in {file.parent}: "
-                f"{exc.strerror or exc} (set TMPDIR to a folder with room)"
-            ) from None
-        staged[name] = file
-        names[file] = name
-        return file
-
-    for patch in plan.patches:
-        jobs.append((stage_member(patch.member), patch.ops))
-    for graft in plan.grafts:
-        try:
-            size = os.path.getsize(graft.source)
-            file = (small if size <= SMALL_FILE else tmp) / f"g{len(staged)}"
-            shutil.copyfile(graft.source, file)
-        except OSError as exc:
-            raise ResourceError(
-                f"{graft.source}: cannot copy the library to graft: {exc.strerror or exc}"
-            ) from None
-        file.chmod(file.stat().st_mode | stat.S_IWUSR)
-        staged[graft.member] = file
-        names[file] = f"{graft.member} (from {graft.source})"
-        jobs.append((file, graft.ops))
-    for name in to_strip:
-        if name not in staged:
-            strip(stage_member(name), display_name=name)
-    reports = apply_patches(find_patchelf(), jobs, strip_first=strip_symbols, display_names=names)
-    for r in reports:
-        log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
-    return staged, reports
-
-
-def _small_bytes(archive: WheelArchive, plan: RepairPlan, report: WheelReport) -> int:
-    """An upper bound of what a repair stages in small files (strip may stage every ELF)."""
-    sizes = [archive.member(m.path).file_size for m in report.members]
-    sizes += [os.path.getsize(g.source) for g in plan.grafts]
-    return sum(size for size in sizes if size <= SMALL_FILE)
-
-
-@contextlib.contextmanager
-def _small_scratch(tmp: Path, needed: int) -> Iterator[Path]:
-    """Where to stage small files: a folder in /dev/shm when it is there with room to spare,
-    else ``tmp``. Creating a file on a disk filesystem can cost half a millisecond, and a
-    wheel of 3000 extensions stages 3000 files. Big files always go to ``tmp``: in a tmpfs
-    they would hold memory. TMPDIR, when set, is respected for everything."""
-    if "TMPDIR" in os.environ or needed == 0 or not os.access(_SHM, os.W_OK):
-        yield tmp
-        return
-    stats = os.statvfs(_SHM)
-    if stats.f_bavail * stats.f_frsize < 4 * needed + (64 << 20):
-        yield tmp
-        return
-    with tempfile.TemporaryDirectory(prefix="repairwheel-", dir=_SHM) as folder:
-        yield Path(folder)
 
 
 def _retag(
@@ -267,6 +181,7 @@ def _write(
     level: int,
 ) -> None:
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
+    launchers = {p.member: shim for p in plan.patches if (shim := p.launcher) is not None}
     wheel_path = f"{archive.dist_info}/WHEEL"
     total = sum(m.compress_size for m in archive.members)
     with (
@@ -278,11 +193,10 @@ def _write(
             name = member.name
             if name in changed:
                 mode, when = member.mode or 0o755, member.date_time
-                with _mapped(changed[name]) as data:
+                with mapped(changed[name]) as data:
                     writer.add(moved.get(name, name), data, mode=mode, date_time=when, level=level)
-                if name in moved:
-                    shim = _SHIM.format(dest=moved[name]).encode()
-                    writer.add(name, shim, mode=mode, date_time=when, level=level)
+                if name in launchers:
+                    writer.add(name, launchers[name], mode=mode, date_time=when, level=level)
             elif name == wheel_path and wheel_text is not None:
                 writer.add(
                     name,
@@ -294,31 +208,9 @@ def _write(
             else:
                 writer.copy(archive, name)
         for graft in plan.grafts:
-            with _mapped(changed[graft.member]) as data:
+            with mapped(changed[graft.member]) as data:
                 writer.add(graft.member, data, mode=0o755, level=level)
         if plan.grafts:
-            sbom = _sbom(archive, target.name, plan)
+            dist = archive.filename
+            sbom = graft_sbom(dist.name, dist.version, target.name, plan.grafts)
             writer.add(f"{archive.dist_info}/{SBOM_PATH}", sbom, level=level)
-
-
-@contextlib.contextmanager
-def _mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
-    """A staged file's bytes as a read-only map: a 400 MB member is compressed from the page
-    cache instead of being copied into memory."""
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            yield b""
-            return
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            yield mapped
-
-
-def _sbom(archive: WheelArchive, output_name: str, plan: RepairPlan) -> bytes:
-    """A CycloneDX record of what was grafted and which distro package it came from."""
-    providers = find_providers([g.source for g in plan.grafts])
-    grafted = [
-        GraftedLib(g.soname, g.source, g.sha256, g.new_soname, providers.get(g.source))
-        for g in plan.grafts
-    ]
-    name = archive.filename
-    return sbom_bytes(build_sbom(name.name, name.version, output_name, grafted))

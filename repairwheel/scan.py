@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -16,15 +17,17 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
-from .errors import ResourceError
+from .errors import RepairwheelError, ResourceError
 from .progress import Progress
-from .wheelfile import WheelArchive
+from .wheel import WheelArchive
 
 SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped temp file
 _PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 _WEAK = 2
 # Version needs on the dynamic loader itself are never a portability constraint.
 _LOADER_NAMES = frozenset({"ld64.so.1", "ld64.so.2"})
+# The interpreter provides libpython: a wheel never grafts it, a repair drops the DT_NEEDED.
+LIBPYTHON = re.compile(r"^libpython\d+\.\d+m?\.so(\.\d)*$")
 
 
 def is_loader(soname: str) -> bool:
@@ -96,6 +99,15 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMemb
 
 
 def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> ElfMember:
+    try:
+        return _parse_member(archive, name, spill_dir)
+    except RepairwheelError as exc:
+        exc.wheel = exc.wheel or archive.path.name
+        exc.member = exc.member or name
+        raise
+
+
+def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> ElfMember:
     label = f"{archive.path.name}: {name}"
     if archive.member(name).file_size <= SPILL_SIZE:
         elf, symbols = read_elf_and_symbols(archive.read(name), name=label)
@@ -124,10 +136,8 @@ def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> Elf
 
 def _spill_error(label: str, where: str | None, exc: OSError) -> ResourceError:
     place = where or tempfile.gettempdir()
-    return ResourceError(
-        f"{label}: cannot inflate the member into {place}: {exc.strerror or exc} "
-        "(set TMPDIR to a folder with room)"
-    )
+    reason = f"cannot inflate the member into {place}: {exc.strerror or exc}"
+    return ResourceError(f"{label}: {reason} (set TMPDIR to a folder with room)", reason=reason)
 
 
 def scan_elf_members(
@@ -162,9 +172,3 @@ def scan_elf_members(
                 for future in futures.values():
                     future.cancel()
             return [futures[name].result() for name in names]
-
-
-def read_host_member(path: str) -> ElfMember:
-    """Facts of a library on the host (a graft candidate), labelled with its path."""
-    elf, symbols = read_elf_and_symbols(path)
-    return facts_from_symbols(path, elf, symbols)

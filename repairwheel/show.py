@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .audit import WheelReport
-from .verdict import Blocker, PolicyCheck, describe_group, group_blockers
-from .wheelfile import RecordMismatch
+from .verdict import Blocker, BlockerKind, PolicyCheck, describe_group, group_blockers
+from .wheel import RecordMismatch
 
 
 def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch] = ()) -> str:
@@ -63,8 +63,8 @@ def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch]
 def _explain(checks: list[PolicyCheck]) -> list[str]:
     """One line per distinct obstacle (all files sharing it folded into one), with the range
     of tags it blocks; those blocking the most tags (the nearest to the one reached) first."""
-    spans: dict[tuple[str, str | None, str | None], list[str]] = {}
-    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, dict[str, None]]] = {}
+    spans: dict[tuple[BlockerKind, str | None, str | None], list[str]] = {}
+    groups: dict[tuple[BlockerKind, str | None, str | None], tuple[Blocker, dict[str, None]]] = {}
     for check in checks:
         for first, files in group_blockers(check.as_is_blockers):
             spans.setdefault(first.key, []).append(check.tag)
@@ -74,6 +74,7 @@ def _explain(checks: list[PolicyCheck]) -> list[str]:
     for key, tags in sorted(spans.items(), key=lambda item: -len(item[1])):
         first, file_set = groups[key]
         span = tags[0] if len(tags) == 1 else f"{tags[0]} … {tags[-1]}"
-        fix = " [fix grafts it]" if first.kind == "external-library" and first.detail else ""
+        graftable = first.kind == BlockerKind.EXTERNAL_LIBRARY and first.detail
+        fix = " [fix grafts it]" if graftable else ""
         lines.append(f"{span}: {describe_group(first, list(file_set))}{fix}")
     return lines

@@ -8,6 +8,8 @@ instead of only the outcome.
 
 from __future__ import annotations
 
+import enum
+import itertools
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,12 +47,26 @@ class MemberDeps:
     libraries: Mapping[str, Dependency]
 
 
+class BlockerKind(str, enum.Enum):
+    """What kind of obstacle a :class:`Blocker` is; the value is its name in JSON output."""
+
+    SYMBOL_VERSION = "symbol-version"
+    EXTERNAL_LIBRARY = "external-library"
+    MISSING_LIBRARY = "missing-library"
+    BLACKLISTED_SYMBOL = "blacklisted-symbol"
+    ISA = "isa"
+    PYFPE = "pyfpe"
+    UCS2 = "ucs2"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Blocker:
     """One reason a policy is out of reach."""
 
-    kind: str  # symbol-version | external-library | missing-library | blacklisted-symbol | isa
-    # | pyfpe | ucs2
+    kind: BlockerKind
     file: str  # the wheel member, or the host path of a library a repair would graft
     library: str | None = None
     detail: str | None = None  # the version, symbol, ISA level or path
@@ -58,37 +74,37 @@ class Blocker:
     rejected: tuple[str, ...] = ()  # missing-library: "<path> <why it is not used>", each
 
     def __str__(self) -> str:
-        if self.kind == "symbol-version":
+        if self.kind == BlockerKind.SYMBOL_VERSION:
             shown = ", ".join(self.symbols[:3]) + (", ..." if len(self.symbols) > 3 else "")
             via = f" ({shown})" if shown else ""
             return f"{self.file} needs {self.detail} from {self.library}{via}"
-        if self.kind == "external-library":
+        if self.kind == BlockerKind.EXTERNAL_LIBRARY:
             where = self.detail or "provided by the interpreter"
             return f"{self.file} needs {self.library} ({where}), which the policy does not allow"
-        if self.kind == "missing-library":
+        if self.kind == BlockerKind.MISSING_LIBRARY:
             text = f"{self.file} needs {self.library}, which cannot be found"
             if self.detail:
                 text += f" (the wheel has {self.detail}, but not on the search path)"
             if self.rejected:
                 text += f" ({'; '.join(self.rejected)})"
             return text
-        if self.kind == "blacklisted-symbol":
+        if self.kind == BlockerKind.BLACKLISTED_SYMBOL:
             return f"{self.file} uses {', '.join(self.symbols)} from {self.library}, blacklisted"
-        if self.kind == "isa":
+        if self.kind == BlockerKind.ISA:
             return f"{self.file} requires the {self.detail} instruction set"
-        if self.kind == "pyfpe":
+        if self.kind == BlockerKind.PYFPE:
             return f"{self.file} uses PyFPE_jbuf (fpectl builds only)"
         return f"{self.file} is built for a narrow-unicode (UCS2) Python"
 
     @property
-    def key(self) -> tuple[str, str | None, str | None]:
+    def key(self) -> tuple[BlockerKind, str | None, str | None]:
         """What the obstacle is, whichever file has it."""
         return (self.kind, self.library, self.detail)
 
 
 def group_blockers(blockers: Iterable[Blocker]) -> list[tuple[Blocker, tuple[str, ...]]]:
     """Fold blockers that differ only in the file: (first blocker, every file with it)."""
-    groups: dict[tuple[str, str | None, str | None], tuple[Blocker, dict[str, None]]] = {}
+    groups: dict[tuple[BlockerKind, str | None, str | None], tuple[Blocker, dict[str, None]]] = {}
     for blocker in blockers:
         groups.setdefault(blocker.key, (blocker, {}))[1][blocker.file] = None
     return [(first, tuple(files)) for first, files in groups.values()]
@@ -116,7 +132,7 @@ class PolicyCheck:
             "external_libs": dict(sorted(self.external_libs.items())),
             "blockers": [
                 {
-                    "kind": first.kind,
+                    "kind": first.kind.value,
                     "library": first.library,
                     "detail": first.detail,
                     "files": list(files),
@@ -185,7 +201,7 @@ def _symbol_blockers(
             for version in verdicts[versions]:
                 blockers.append(
                     Blocker(
-                        "symbol-version",
+                        BlockerKind.SYMBOL_VERSION,
                         file,
                         library,
                         version,
@@ -205,7 +221,12 @@ def _blacklist_blockers(policy: Policy, roots: Iterable[ElfMember]) -> list[Bloc
                 hits = hits | {"*"}
             if hits:
                 blockers.append(
-                    Blocker("blacklisted-symbol", member.path, library, symbols=tuple(sorted(hits)))
+                    Blocker(
+                        BlockerKind.BLACKLISTED_SYMBOL,
+                        member.path,
+                        library,
+                        symbols=tuple(sorted(hits)),
+                    )
                 )
     return blockers
 
@@ -219,6 +240,14 @@ def extended_isa(member: ElfMember) -> str | None:
         if bits & bit:
             return X86_ISA_NAMES[bit]
     return "an unknown x86-64 level" if bits else None
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """What the wheel loads from outside itself under one policy's whitelist."""
+
+    external: dict[str, Dependency]  # soname -> how it resolves, in first-needed order
+    needers: dict[str, list[str]]  # soname -> the wheel files that load it
 
 
 def decide(
@@ -238,31 +267,26 @@ def decide(
     """
     ordered = sorted(policies, key=lambda p: -p.priority)
     linux = next(p for p in ordered if p.priority == 0)
-    highest = ordered[0]
-    wheel_sources = [(m.path, m) for m in all_members]
-    pyfpe = any(m.uses_pyfpe for m in all_members)
-    ucs2 = any(m.uses_ucs2 for m in all_members)
+    candidates = list(itertools.takewhile(lambda p: p is not linux, ordered))
+    reach = {policy.name: _reach(roots, policy) for policy in candidates}
+    isa_blockers: dict[str, list[Blocker]] = {}
+    if disable_isa_ext_check:
+        isa_cap = ordered[0]
+    else:
+        external_names = {name for r in reach.values() for name in r.external}
+        isa_cap, isa_blockers = _machine_cap(roots, ordered, host_facts, external_names, linux)
+    # Blockers every policy shares: the interpreter ABI the wheel's extensions are built for.
+    abi_blockers = [Blocker(BlockerKind.PYFPE, m.path) for m in all_members if m.uses_pyfpe]
+    abi_blockers += [Blocker(BlockerKind.UCS2, m.path) for m in all_members if m.uses_ucs2]
 
+    wheel_sources = [(m.path, m) for m in all_members]
     in_wheel = {posixpath.basename(m.path): m.path for m in all_members}
     in_wheel.update({m.elf.soname: m.path for m in all_members if m.elf.soname})
     checks: list[PolicyCheck] = []
     sym_best: Policy = linux
-    sym_versions: dict[str, set[str]] = _versions_of(wheel_sources)
-    ext_names_any: set[str] = set()
-    for policy in ordered:
-        if policy is linux:
-            break
-        external: dict[str, Dependency] = {}
-        needers: dict[str, list[str]] = {}  # soname -> the wheel files that load it
-        closures: dict[int, dict[str, Dependency]] = {}  # roots often share one resolution
-        for deps in roots:
-            key = id(deps.libraries)
-            if key not in closures:
-                closures[key] = external_closure(deps, policy.whitelist)
-            for name, dep in closures[key].items():
-                external.setdefault(name, dep)
-                needers.setdefault(name, []).append(deps.member.path)
-        ext_names_any.update(external)
+    sym_versions = _versions_of(wheel_sources)
+    for policy in candidates:
+        external = reach[policy.name].external
         grafted = [
             (d.path, host_facts[d.path])
             for d in external.values()
@@ -274,52 +298,12 @@ def decide(
             sym_versions = _versions_of([*wheel_sources, *grafted])
             if not symbol_blockers:
                 sym_best = policy
-        blockers = symbol_blockers + _blacklist_blockers(policy, (d.member for d in roots))
-        blockers += [
-            Blocker(
-                "missing-library",
-                file,
-                name,
-                in_wheel.get(name),
-                rejected=tuple(f"{path} {why}" for path, why in dep.rejected),
-            )
-            for name, dep in sorted(external.items())
-            if dep.missing
-            for file in needers[name]
-        ]
-        ext_blockers = [
-            Blocker("external-library", file, name, dep.path)
-            for name, dep in sorted(external.items())
-            if not dep.missing
-            for file in needers[name]
-        ]
+        other_blockers = [*isa_blockers.get(policy.name, ()), *abi_blockers]
         checks.append(
-            PolicyCheck(
-                policy,
-                policy.tag(arch),
-                {name: dep.path for name, dep in external.items()},
-                tuple(blockers),
-                tuple(ext_blockers + blockers),
+            _check(
+                policy, arch, reach[policy.name], roots, in_wheel, symbol_blockers, other_blockers
             )
         )
-
-    isa_cap, isa_blockers = _machine_cap(roots, ordered, host_facts, ext_names_any, linux)
-    if disable_isa_ext_check:
-        isa_cap, isa_blockers = highest, {}
-    for i, check in enumerate(checks):
-        extra: list[Blocker] = list(isa_blockers.get(check.policy.name, ()))
-        if pyfpe:
-            extra += [Blocker("pyfpe", m.path) for m in all_members if m.uses_pyfpe]
-        if ucs2:
-            extra += [Blocker("ucs2", m.path) for m in all_members if m.uses_ucs2]
-        if extra:
-            checks[i] = PolicyCheck(
-                check.policy,
-                check.tag,
-                check.external_libs,
-                check.blockers + tuple(extra),
-                check.as_is_blockers + tuple(extra),
-            )
 
     # Every constraint only loosens as policies get newer, so "the best policy with no
     # blocker" equals auditwheel's minimum over the best policy of each constraint (the ISA
@@ -331,8 +315,66 @@ def decide(
         sym_tag=sym_best,
         versioned_symbols={k: tuple(sorted(v)) for k, v in sorted(sym_versions.items())},
         unsupported_isa=isa_cap is linux,
-        pyfpe=pyfpe,
-        ucs2=ucs2,
+        pyfpe=any(m.uses_pyfpe for m in all_members),
+        ucs2=any(m.uses_ucs2 for m in all_members),
+    )
+
+
+def _reach(roots: Sequence[MemberDeps], policy: Policy) -> _Reach:
+    reach = _Reach({}, {})
+    closures: dict[int, dict[str, Dependency]] = {}  # roots often share one resolution
+    for deps in roots:
+        key = id(deps.libraries)
+        if key not in closures:
+            closures[key] = external_closure(deps, policy.whitelist)
+        for name, dep in closures[key].items():
+            reach.external.setdefault(name, dep)
+            reach.needers.setdefault(name, []).append(deps.member.path)
+    return reach
+
+
+def _check(
+    policy: Policy,
+    arch: str,
+    reach: _Reach,
+    roots: Sequence[MemberDeps],
+    in_wheel: Mapping[str, str],
+    symbol_blockers: list[Blocker],
+    other_blockers: list[Blocker],
+) -> PolicyCheck:
+    """One policy's outcome. ``other_blockers`` (ISA, interpreter ABI) come last, after the
+    symbol versions, the blacklist and the missing libraries."""
+    external, needers = reach.external, reach.needers
+    missing = [
+        Blocker(
+            BlockerKind.MISSING_LIBRARY,
+            file,
+            name,
+            in_wheel.get(name),
+            rejected=tuple(f"{path} {why}" for path, why in dep.rejected),
+        )
+        for name, dep in sorted(external.items())
+        if dep.missing
+        for file in needers[name]
+    ]
+    blockers = [
+        *symbol_blockers,
+        *_blacklist_blockers(policy, (d.member for d in roots)),
+        *missing,
+        *other_blockers,
+    ]
+    grafted = [
+        Blocker(BlockerKind.EXTERNAL_LIBRARY, file, name, dep.path)
+        for name, dep in sorted(external.items())
+        if not dep.missing
+        for file in needers[name]
+    ]
+    return PolicyCheck(
+        policy,
+        policy.tag(arch),
+        {name: dep.path for name, dep in external.items()},
+        tuple(blockers),
+        tuple(grafted + blockers),
     )
 
 
@@ -374,7 +416,7 @@ def _machine_cap(
         if level and deps.member.path not in seen:
             seen.add(deps.member.path)
             cap = linux
-            block(linux, Blocker("isa", deps.member.path, detail=level))
+            block(linux, Blocker(BlockerKind.ISA, deps.member.path, detail=level))
         for dep in deps.libraries.values():
             if dep.soname not in external_names or dep.path is None or dep.path in seen:
                 continue
@@ -387,5 +429,5 @@ def _machine_cap(
             limit = max(allowing, key=lambda p: p.priority, default=linux)
             if limit.priority < cap.priority:
                 cap = limit
-            block(limit, Blocker("isa", dep.path, dep.soname, level))
+            block(limit, Blocker(BlockerKind.ISA, dep.path, dep.soname, level))
     return cap, blockers

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from repairwheel import audit
-from repairwheel.elf import read_elf
+from repairwheel import audit, graph
+from repairwheel.elf import read_elf, read_elf_and_symbols
 from repairwheel.errors import PolicyError
 from repairwheel.resolve import HostFilesystem, loader_config, resolve
-from repairwheel.scan import ElfMember, read_host_member
+from repairwheel.scan import ElfMember, facts_from_symbols
 
 ARCH = read_elf(sys.executable).arch or ""
 _EI_OSABI = 7
@@ -31,11 +31,12 @@ def build_so(path: Path, *args: str, cwd: Path | None = None) -> Path:
 
 
 def member(path: Path, name: str) -> ElfMember:
-    return dataclasses.replace(read_host_member(str(path)), path=name)
+    facts = facts_from_symbols(str(path), *read_elf_and_symbols(str(path)))
+    return dataclasses.replace(facts, path=name)
 
 
 def resolve_all(*members: ElfMember, ldpaths: str | None = None) -> dict[str, dict[str, object]]:
-    deps = audit._resolve_all(list(members), "glibc", ARCH, ldpaths, ())
+    deps = graph.resolve_members(list(members), "glibc", ARCH, ldpaths, ())
     return {path: dict(d.libraries) for path, d in deps.items()}
 
 
@@ -57,18 +58,18 @@ def test_memo_tells_members_of_another_os_abi_apart(tmp_path: Path) -> None:
 
 def test_memo_key_holds_the_interpreter_os_abi_and_flags(tmp_path: Path) -> None:
     m = member(build_so(tmp_path / "a.so"), "pkg/a.so")
-    key = audit._memo_key(m)
+    key = graph._memo_key(m)
     for change in ({"interpreter": "/lib/ld-musl-x86_64.so.1"}, {"osabi": 3}, {"flags": 0x400}):
         other = dataclasses.replace(m, elf=dataclasses.replace(m.elf, **change))
-        assert audit._memo_key(other) != key, change
+        assert graph._memo_key(other) != key, change
 
 
 # --- the wheel's place: an $ORIGIN escape never reaches the host's root
 
 
 def test_the_fake_prefix_does_not_exist_here() -> None:
-    assert not os.path.lexists(audit.WHEEL_PREFIX)
-    assert audit.WHEEL_ROOT.startswith(audit.WHEEL_PREFIX + "/")
+    assert not os.path.lexists(graph.WHEEL_PREFIX)
+    assert graph.WHEEL_ROOT.startswith(graph.WHEEL_PREFIX + "/")
 
 
 @pytest.mark.parametrize("ups", range(1, 9))

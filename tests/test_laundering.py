@@ -1,4 +1,4 @@
-"""Nothing laundered, nothing lost: what wheelfile.py refuses, keeps and reports.
+"""Nothing laundered, nothing lost: what repairwheel.wheel refuses, keeps and reports.
 
 - A member whose bytes RECORD does not vouch for (hash or size) is refused wherever its bytes
   pass (a hashed read, a copy), before anything is published, and each member is inflated at
@@ -44,9 +44,8 @@ from hostile_wheels import (
     write_zip,
 )
 
-from repairwheel import wheelfile
 from repairwheel.errors import ResourceError, UsageError, WheelError
-from repairwheel.wheelfile import (
+from repairwheel.wheel import (
     WheelArchive,
     WheelFilename,
     WheelWriter,
@@ -54,6 +53,7 @@ from repairwheel.wheelfile import (
     replace_platform_tags,
     source_date_epoch,
 )
+from repairwheel.wheel import writer as wheel_writer
 
 DATA = "demo/data.txt"
 CODE = "demo/__init__.py"
@@ -613,7 +613,7 @@ def test_zip_times_clamp_source_date_epoch_to_dos_dates(
 
 
 def test_the_sbom_timestamp_reads_the_same_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """(Needs sbom.py to call wheelfile.source_date_epoch.)"""
+    """(Needs sbom.py to call wheel.source_date_epoch.)"""
     from repairwheel.sbom import build_sbom
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
@@ -648,7 +648,7 @@ def test_a_full_disk_is_a_resource_error_and_leaves_nothing(
             os.close(full)
         return builtins.open(file, *args, **kwargs)
 
-    monkeypatch.setattr(wheelfile, "open", open_on_full, raising=False)
+    monkeypatch.setattr(wheel_writer, "open", open_on_full, raising=False)
     out = tmp_path / WHEEL_NAME
     with pytest.raises(ResourceError) as error:
         write_small(out)
@@ -676,7 +676,7 @@ def test_a_write_error_midway_is_a_resource_error_and_leaves_nothing(
             return getattr(self.raw, name)
 
     monkeypatch.setattr(
-        wheelfile, "open", lambda *a, **k: Failing(builtins.open(*a, **k)), raising=False
+        wheel_writer, "open", lambda *a, **k: Failing(builtins.open(*a, **k)), raising=False
     )
     out = tmp_path / WHEEL_NAME
     with pytest.raises(ResourceError, match=f"^{out}: cannot write: {os.strerror(code)}$"):
@@ -727,7 +727,7 @@ def test_a_failing_folder_sync_after_publishing_is_only_logged(
 
     monkeypatch.setattr(os, "fsync", fsync)
     out = tmp_path / WHEEL_NAME
-    with caplog.at_level(logging.WARNING, logger="repairwheel.wheelfile"):
+    with caplog.at_level(logging.WARNING, logger="repairwheel.wheel.writer"):
         write_small(out)
     with zipfile.ZipFile(out) as written:
         assert written.read("demo/a.py") == b"print('hello')\n" * 100

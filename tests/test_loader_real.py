@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from repairwheel import audit, resolve
-from repairwheel.elf import read_elf
+from repairwheel import graph, resolve
+from repairwheel.elf import read_elf, read_elf_and_symbols
 from repairwheel.resolve import HostFilesystem, Step, loader_config
-from repairwheel.scan import read_host_member
+from repairwheel.resolve import fs as resolve_fs
+from repairwheel.resolve.config import _GLIBC_INTERPRETERS, _MUSL_ARCH
+from repairwheel.scan import facts_from_symbols
 
 ARCH = read_elf(sys.executable).arch
 HOST_GLIBC = bool(os.confstr("CS_GNU_LIBC_VERSION")) if hasattr(os, "confstr") else False
-LD_SO = resolve._GLIBC_INTERPRETERS.get(ARCH or "")
-MUSL_LDSO = f"/lib/ld-musl-{resolve._MUSL_ARCH.get(ARCH or '', ARCH)}.so.1"
+LD_SO = _GLIBC_INTERPRETERS.get(ARCH or "")
+MUSL_LDSO = f"/lib/ld-musl-{_MUSL_ARCH.get(ARCH or '', ARCH)}.so.1"
 ARMHF_ROOT = "/usr/arm-linux-gnueabihf"
 ARMHF_LDSO = f"{ARMHF_ROOT}/lib/ld-linux-armhf.so.3"
 
@@ -380,14 +382,17 @@ def test_armhf_loader_takes_or_refuses_a_candidate_as_we_do(tmp_path: Path, vari
 
 def _members(tmp_path: Path, paths: Sequence[Path]) -> list[object]:
     return [
-        dataclasses.replace(read_host_member(str(p)), path=str(p.relative_to(tmp_path)))
+        dataclasses.replace(
+            facts_from_symbols(str(p), *read_elf_and_symbols(str(p))),
+            path=str(p.relative_to(tmp_path)),
+        )
         for p in paths
     ]
 
 
 def _resolve_wheel(tmp_path: Path, files: Sequence[Path]) -> dict[str, dict[str, object]]:
     members = _members(tmp_path, files)
-    deps = audit._resolve_all(members, "glibc", ARCH or "", None, ())  # type: ignore[arg-type]
+    deps = graph.resolve_members(members, "glibc", ARCH or "", None, ())  # type: ignore[arg-type]
     return {path: dict(d.libraries) for path, d in deps.items()}
 
 
@@ -498,7 +503,7 @@ def test_an_unreadable_candidate_is_passed_over_as_by_the_loader(
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
             return real_open(path, *args, **kw)  # type: ignore[call-overload]
 
-        monkeypatch.setattr(resolve, "open", fake_open, raising=False)
+        monkeypatch.setattr(resolve_fs, "open", fake_open, raising=False)
         tree = resolve.resolve(str(prog), read_elf(prog), HostFilesystem(), loader_config(
             "glibc", ARCH or "", environ={}))  # fmt: skip
         lib = tree.libraries["libx.so"]
@@ -521,7 +526,7 @@ def test_an_io_error_is_a_rejected_candidate_not_a_traceback(
     def failing(path: object, *args: object, **kw: object) -> object:
         raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
 
-    monkeypatch.setattr(resolve, "open", failing, raising=False)
+    monkeypatch.setattr(resolve_fs, "open", failing, raising=False)
     tree = resolve.resolve(str(root), read_elf(root), HostFilesystem(), loader_config(
         "glibc", ARCH or "", ldpaths="", environ={}))  # fmt: skip
     lib = tree.libraries["libx.so"]

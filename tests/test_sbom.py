@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from repairwheel import sbom
+from repairwheel import provenance
 from repairwheel.errors import UsageError
-from repairwheel.sbom import GraftedLib, Provider, build_sbom, find_providers, sbom_bytes
+from repairwheel.provenance import Provider, find_providers
+from repairwheel.sbom import GraftedLib, build_sbom, sbom_bytes
 
 MULTIARCH = sysconfig.get_config_var("MULTIARCH") or ""
 LIBDIR = f"/usr/lib/{MULTIARCH}"
@@ -86,7 +87,7 @@ def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     release = tmp_path / "os-release"
     release.write_text('NAME="Fedora Linux"\nID=fedora\nVERSION_ID=40\n')
     monkeypatch.setenv("PATH", str(bin_dir))
-    monkeypatch.setattr(sbom, "OS_RELEASE_FILES", (str(release),))
+    monkeypatch.setattr(provenance, "OS_RELEASE_FILES", (str(release),))
     return bin_dir
 
 
@@ -279,7 +280,7 @@ def test_hung_tool_times_out_to_none(
     fake_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_tool(fake_bin, "dpkg-query", "exec /bin/sleep 30\n")
-    monkeypatch.setattr(sbom, "QUERY_TIMEOUT", 0.2)
+    monkeypatch.setattr(provenance, "QUERY_TIMEOUT", 0.2)
     path = lib_file(tmp_path, "libx.so.1")
     assert find_providers([path]) == {path: None}
 

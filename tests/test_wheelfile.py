@@ -17,15 +17,16 @@ from typing import Callable, Union
 
 import pytest
 
-from repairwheel import wheelfile
 from repairwheel.errors import UsageError, WheelError
-from repairwheel.wheelfile import (
+from repairwheel.wheel import (
     WheelArchive,
     WheelFilename,
     WheelWriter,
     record_hash,
     replace_platform_tags,
     wheel_filename,
+    zipread,
+    zipwrite,
 )
 
 NAME = "demo-1.0-cp311-cp311-linux_x86_64.whl"
@@ -428,7 +429,7 @@ def test_bad_wheel_is_a_one_line_wheel_error_and_leaves_no_output(
 def test_member_above_the_size_limit_is_rejected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(wheelfile, "MAX_MEMBER_SIZE", 1 << 20)
+    monkeypatch.setattr(zipread, "MAX_MEMBER_SIZE", 1 << 20)
     path = build(tmp_path, {"demo/big.bin": os.urandom(1 << 20) + b"x"})
     with pytest.raises(WheelError, match="demo/big.bin' declares 1048577 bytes, above"):
         WheelArchive(path)
@@ -656,7 +657,7 @@ def test_zip64_end_record_for_more_than_65535_members(tmp_path: Path) -> None:
 def test_zip64_extra_fields_for_large_sizes_and_offsets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(wheelfile, "_ZIP64_LIMIT", 500)
+    monkeypatch.setattr(zipwrite, "_ZIP64_LIMIT", 500)
     out = rewrite(build(tmp_path / "in"), tmp_path / "out", bytearray.upper)
     with zipfile.ZipFile(out) as archive:
         late = max(archive.infolist(), key=lambda member: member.header_offset)

@@ -74,10 +74,13 @@ class Policy:
 
     @property
     def glibc_version(self) -> tuple[int, int] | None:
+        """The glibc version the name promises (``manylinux_2_17``: (2, 17)), None for musl and
+        ``linux``: the oldest glibc a wheel of this policy runs on (public API)."""
         return self._libc_version("glibc")
 
     @property
     def musl_version(self) -> tuple[int, int] | None:
+        """The musl version the name promises (``musllinux_1_2``: (1, 2)), None otherwise."""
         return self._libc_version("musl")
 
     def disallowed_versions(self, arch: str, versions: Iterable[str]) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """cffi build script for the private ``repairwheel._elfcore`` module (API mode).
 
 The declarations are read from the marked region of ``csrc/elfcore.h`` so that
-the header is their only copy.
+the header is their only copy. It lives beside the C sources, outside the package: it
+builds the module from an sdist or a checkout and is never installed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 
 from cffi import FFI
 
-CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+CSRC = pathlib.Path(__file__).resolve().parent
 
 
 def _cdef() -> str:

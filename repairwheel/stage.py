@@ -1,0 +1,127 @@
+"""Staging: the files a repair changes, put on disk for strip and patchelf, then read back.
+
+Only the ELF members that change and the libraries to graft are staged, in a private scratch
+folder; small files go to /dev/shm when it has room (creating a file on a disk filesystem can
+cost half a millisecond, and a wheel of 3000 extensions stages 3000 files), big ones to the
+repair's temp folder (in a tmpfs they would hold memory). TMPDIR, when set, is respected for
+everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .audit import WheelReport
+from .errors import ResourceError
+from .patch import PatchOps, strip
+from .plan import RepairPlan
+from .wheel import WheelArchive
+
+SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
+_SHM = "/dev/shm"
+
+
+@dataclass
+class Staged:
+    """The staged files of one repair."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # output member name -> staged file
+    jobs: list[tuple[Path, PatchOps]] = field(default_factory=list)  # what patchelf does
+    names: dict[Path, str] = field(default_factory=dict)  # staged file -> name in messages
+
+
+@contextlib.contextmanager
+def scratch(
+    tmp: Path, archive: WheelArchive, report: WheelReport, plan: RepairPlan
+) -> Iterator[Path]:
+    """The folder for small staged files: one in /dev/shm when it is there with room to spare
+    for everything the repair may stage (strip may stage every ELF member), else ``tmp``."""
+    sizes = [archive.member(m.path).file_size for m in report.members]
+    sizes += [os.path.getsize(g.source) for g in plan.grafts]
+    needed = sum(size for size in sizes if size <= SMALL_FILE)
+    if "TMPDIR" in os.environ or needed == 0 or not os.access(_SHM, os.W_OK):
+        yield tmp
+        return
+    stats = os.statvfs(_SHM)
+    if stats.f_bavail * stats.f_frsize < 4 * needed + (64 << 20):
+        yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix="repairwheel-", dir=_SHM) as folder:
+        yield Path(folder)
+
+
+def stage(
+    archive: WheelArchive,
+    report: WheelReport,
+    plan: RepairPlan,
+    tmp: Path,
+    small: Path,
+    strip_symbols: bool,
+) -> Staged:
+    """Stage every file that changes, and strip those that are only stripped; the patchelf
+    jobs (for the members to patch and the grafts) are left to the caller. Files up to
+    SMALL_FILE are staged in ``small``, bigger ones in ``tmp``."""
+    staged = Staged()
+    spilled = {m.path: m.spilled for m in report.members if m.spilled}
+
+    def stage_member(name: str) -> Path:
+        size = archive.member(name).file_size
+        file = (small if size <= SMALL_FILE else tmp) / f"m{len(staged.files)}"
+        try:
+            if name in spilled:  # already inflated by the audit (a move across filesystems
+                shutil.move(spilled[name], file)  # when ``small`` is in /dev/shm)
+            else:
+                archive.extract_to(name, file)
+        except OSError as exc:
+            reason = f"cannot stage the member in {file.parent}: {exc.strerror or exc}"
+            raise ResourceError(
+                f"{archive.path.name}: {name}: {reason} (set TMPDIR to a folder with room)",
+                wheel=archive.path.name,
+                member=name,
+                reason=reason,
+            ) from None
+        staged.files[name] = file
+        staged.names[file] = name
+        return file
+
+    for patch in plan.patches:
+        staged.jobs.append((stage_member(patch.member), patch.ops))
+    for graft in plan.grafts:
+        try:
+            size = os.path.getsize(graft.source)
+            file = (small if size <= SMALL_FILE else tmp) / f"g{len(staged.files)}"
+            shutil.copyfile(graft.source, file)
+        except OSError as exc:
+            reason = f"cannot copy the library to graft: {exc.strerror or exc}"
+            raise ResourceError(
+                f"{graft.source}: {reason}", member=graft.source, reason=reason
+            ) from None
+        file.chmod(file.stat().st_mode | stat.S_IWUSR)
+        staged.files[graft.member] = file
+        staged.names[file] = f"{graft.member} (from {graft.source})"
+        staged.jobs.append((file, graft.ops))
+    if strip_symbols:
+        for member in report.members:
+            if member.path not in staged.files:
+                strip(stage_member(member.path), display_name=member.path)
+    return staged
+
+
+@contextlib.contextmanager
+def mapped(path: Path) -> Iterator[mmap.mmap | bytes]:
+    """A staged file's bytes as a read-only map: a 400 MB member is compressed from the page
+    cache instead of being copied into memory."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            yield b""
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped_file:
+            yield mapped_file

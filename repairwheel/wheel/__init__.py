@@ -1,0 +1,32 @@
+"""Wheel archives, read in place and rewritten without recompressing what did not change.
+
+A repair touches a handful of members of wheels that hold up to 12k files and 500 MB of
+compressed data. So nothing is extracted to disk: members are read straight from the zip
+(:mod:`.zipread`, :mod:`.archive`), unchanged members are copied as their compressed bytes, and
+only new or patched members are deflated (:mod:`.zipwrite`, :mod:`.writer`). The output appears
+under its final name only once it is complete. :mod:`.names` handles file names and WHEEL tags,
+:mod:`.records` RECORD.
+"""
+
+from .archive import WheelArchive, WheelMetadata
+from .names import WheelFilename, platlib_wheel_text, replace_platform_tags, wheel_filename
+from .records import RecordHash, RecordMismatch, RecordRow, record_hash
+from .writer import WheelWriter, source_date_epoch
+from .zipread import Member, RawEntry
+
+__all__ = [
+    "Member",
+    "RawEntry",
+    "RecordHash",
+    "RecordMismatch",
+    "RecordRow",
+    "WheelArchive",
+    "WheelFilename",
+    "WheelMetadata",
+    "WheelWriter",
+    "platlib_wheel_text",
+    "record_hash",
+    "replace_platform_tags",
+    "source_date_epoch",
+    "wheel_filename",
+]

@@ -1,0 +1,315 @@
+"""WheelArchive, a wheel opened for reading: the zip reader plus the wheel's ``.dist-info``,
+its WHEEL and METADATA checks, and RECORD checked against the bytes as they are read."""
+
+from __future__ import annotations
+
+import contextlib
+import email.parser
+import re
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .names import WheelFilename
+from .records import (
+    RecordHash,
+    RecordHasher,
+    RecordInvalid,
+    RecordMismatch,
+    RecordRow,
+    parse_record,
+    record_mismatch,
+)
+from .zipread import StrPath, ZipReader
+
+_ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass(frozen=True)
+class WheelMetadata:
+    """``.dist-info/WHEEL`` as installers read it: its Wheel-Version, whether the root installs
+    to purelib, and its ``Tag:`` lines."""
+
+    wheel_version: tuple[int, int]
+    root_is_purelib: bool
+    tags: tuple[str, ...]
+
+
+class WheelArchive(ZipReader):
+    """A wheel opened for reading, validated on open, read in place (never extracted).
+
+    Besides what :class:`ZipReader` refuses, the file name must be a wheel's and the archive
+    must hold exactly one ``.dist-info``. Several threads may read members at once (RECORD is
+    parsed once, under a lock, by whichever thread needs it first).
+
+    With ``hash_reads`` every full read also hashes the member and compares it with its RECORD
+    row (size and hash), as the bytes go by: a writer copying the members needs the hashes
+    (see :meth:`digest`), and nothing is inflated twice to check RECORD. A member that
+    disagrees raises WheelError at the end of its read, unless ``refuse_record_mismatch`` is
+    false: then the finding waits for :meth:`verify_record`, which reports every mismatch and
+    inflates only the members no read has hashed yet. An audit alone needs neither.
+    """
+
+    def __init__(
+        self, path: StrPath, *, hash_reads: bool = False, refuse_record_mismatch: bool = True
+    ) -> None:
+        self.filename = WheelFilename.parse(Path(path).name)
+        self.hash_reads = hash_reads
+        self.refuse_record_mismatch = refuse_record_mismatch
+        self._digests: dict[str, RecordHash] = {}  # sha256 of members a full read has checked
+        self._checked: dict[str, RecordMismatch | None] = {}  # compared with RECORD as read
+        self._record_lock = threading.RLock()
+        self._rows: dict[str, RecordRow] | None = None
+        super().__init__(path)
+        try:
+            self.dist_info = self._find_dist_info()
+        except BaseException:
+            self.close()
+            raise
+        record = self.record_path
+        self._not_in_record = frozenset({record, f"{record}.jws", f"{record}.p7s"})
+
+    def stream(self, name: str) -> Iterator[bytes]:
+        """The member's contents in pieces (size and CRC checked by the end), for members too
+        big to hold in memory."""
+        return self._read(name, hash_it=self.hash_reads)
+
+    def extract_to(self, name: str, file: StrPath) -> None:
+        """Write the member's contents to ``file`` (created or truncated) without holding it.
+        An OSError writing ``file`` is the caller's to explain (it knows what the file is for:
+        a spill, a staged member); reading the wheel fails as WheelError or ResourceError."""
+        with open(file, "wb") as out:
+            for piece in self.stream(name):
+                out.write(piece)
+
+    def read(self, name: str) -> bytearray:
+        """The member's contents, checked against its declared size and CRC.
+
+        A bytearray filled in place: a 480 MB member costs 480 MB, where building ``bytes``
+        would need a second, final copy.
+        """
+        out = bytearray(self.member(name).file_size)
+        position = 0
+        with memoryview(out) as view:
+            for piece in self._read(name, hash_it=self.hash_reads):
+                view[position : position + len(piece)] = piece
+                position += len(piece)
+        return out
+
+    def elf_members(self) -> list[str]:
+        """Every file member that starts with the ELF magic, whatever RECORD or its name say."""
+        return list(self._elf_members)
+
+    @cached_property
+    def _elf_members(self) -> tuple[str, ...]:
+        return tuple(
+            member.name
+            for member in self.members
+            if not member.is_dir
+            and member.file_size >= len(_ELF_MAGIC)
+            and self.head(member.name, len(_ELF_MAGIC)) == _ELF_MAGIC
+        )
+
+    @property
+    def record_path(self) -> str:
+        return f"{self.dist_info}/RECORD"
+
+    @cached_property
+    def wheel_metadata(self) -> WheelMetadata:
+        """WHEEL, parsed; WheelError without a Wheel-Version of the form ``1.x``."""
+        path = f"{self.dist_info}/WHEEL"
+        message = email.parser.Parser().parsestr(self._text(path))
+        version = message.get("Wheel-Version")
+        if version is None:
+            raise self._error(f"{path} has no Wheel-Version")
+        match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", version)
+        if match is None:
+            raise self._error(f"{path} has a malformed Wheel-Version {version!r}")
+        if match[1] != "1":
+            raise self._error(f"{path} has unsupported Wheel-Version {version.strip()}")
+        return WheelMetadata(
+            wheel_version=(int(match[1]), int(match[2])),
+            root_is_purelib=message.get("Root-Is-Purelib", "").strip().lower() == "true",
+            tags=tuple(tag.strip() for tag in message.get_all("Tag", [])),
+        )
+
+    def check_metadata(self) -> None:
+        """Refuse a wheel whose WHEEL or METADATA an installer would reject: the ``.dist-info``
+        folder must name the file name's distribution and version, WHEEL must parse with a 1.x
+        Wheel-Version, METADATA must be UTF-8 with a Name and a Version."""
+        self._check_dist_info_name()
+        self.wheel_metadata  # noqa: B018 (parsing is the check)
+        path = f"{self.dist_info}/METADATA"
+        if path not in self:
+            raise self._error(f"{path} is missing")
+        message = email.parser.Parser().parsestr(self._text(path), headersonly=True)
+        for field in ("Name", "Version"):
+            if not (message.get(field) or "").strip():
+                raise self._error(f"{path} has no {field}")
+
+    def _check_dist_info_name(self) -> None:
+        """pip and installer refuse a wheel whose ``.dist-info`` is another distribution's.
+        Names compare canonicalized, versions as PEP 440 versions where both parse."""
+        stem = self.dist_info[: -len(".dist-info")]
+        name, _, version = stem.rpartition("-")
+        wheel = self.filename
+        same = bool(name) and canonicalize_name(name) == canonicalize_name(wheel.name)
+        if same:
+            try:
+                same = Version(version) == Version(wheel.version)
+            except InvalidVersion:
+                same = version == wheel.version
+        if not same:
+            raise self._error(
+                f"{self.dist_info}/ does not match the file name's distribution and version "
+                f"({wheel.name} {wheel.version}); installers refuse such a wheel"
+            )
+
+    @property
+    def record(self) -> tuple[RecordRow, ...]:
+        """Every RECORD row, in file order; WheelError if RECORD does not parse."""
+        return tuple(self._record_index.values())
+
+    def record_row(self, path: str) -> RecordRow | None:
+        return self._record_index.get(path)
+
+    @property
+    def _record_index(self) -> dict[str, RecordRow]:
+        with self._record_lock:
+            if self._rows is None:
+                self._rows = self._parse_record()
+            return self._rows
+
+    def _parse_record(self) -> dict[str, RecordRow]:
+        path = self.record_path
+        try:
+            return parse_record(self._text(path))
+        except RecordInvalid as exc:
+            raise self._error(f"{path} {exc}") from None
+
+    def verify_record(self, *, contents: bool = True) -> list[RecordMismatch]:
+        """Every disagreement between RECORD and the wheel, fatal ones first (see
+        RecordMismatch), in archive order; never raises for one.
+
+        Members a read has already hashed (an audit's, with ``hash_reads``) are not read
+        again; with ``contents`` the others are inflated and hashed once, else only what
+        costs no inflating is checked: names, declared sizes, and the members already read.
+        """
+        rows = self._record_index
+        fatal, notes = [], []
+        for member in self.members:
+            name = member.name
+            if member.is_dir or name in self._not_in_record:
+                continue
+            row = rows.get(name)
+            if row is None:
+                notes.append(RecordMismatch(name, "not listed in RECORD"))
+                continue
+            if row.digest is None:
+                notes.append(RecordMismatch(name, "has no hash in RECORD"))
+            if row.size is None:
+                notes.append(RecordMismatch(name, "has no size in RECORD"))
+            if name not in self._checked and contents:
+                for _ in self._read(name, hash_it=True, refuse=False):
+                    pass
+            if name in self._checked:
+                mismatch = self._checked[name]
+            else:
+                mismatch = record_mismatch(row, member.file_size, None)
+            if mismatch is not None:
+                fatal.append(mismatch)
+        notes += [
+            RecordMismatch(path, "listed in RECORD but not in the wheel")
+            for path in rows
+            if path not in self and path not in self._not_in_record
+        ]
+        return fatal + notes
+
+    @contextlib.contextmanager
+    def checking_others(self) -> Iterator[Callable[[], None]]:
+        """CRC-check and hash every member that is not ELF on a thread, while the caller (an
+        audit) reads the ELF ones on the other cores. Yields a function that waits for it and
+        re-raises a failure (a RECORD mismatch only if ``refuse_record_mismatch``); the thread
+        is stopped and joined on exit, before the archive can close."""
+        elf = set(self.elf_members())
+        others = [m.name for m in self.members if not m.is_dir and m.name not in elf]
+        stop = threading.Event()
+
+        def check() -> None:
+            for name in others:
+                if stop.is_set():
+                    return
+                if name not in self._digests:
+                    for _ in self._read(name, hash_it=True):
+                        pass
+
+        pool = ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(check)
+        try:
+            yield future.result
+        finally:
+            stop.set()
+            pool.shutdown(wait=True)
+
+    def digest(self, name: str) -> RecordHash:
+        """The member's sha256 for a new RECORD, size and CRC checked; computed once (by the
+        first read when ``hash_reads`` is set: sha256 runs at over 1 GB/s, inflating is the
+        cost).
+
+        WheelError if the member disagrees with its RECORD row, whatever
+        ``refuse_record_mismatch`` says: this is the hash a writer vouches for.
+        """
+        if name not in self._digests:
+            for _ in self._read(name, hash_it=True, refuse=True):
+                pass
+        mismatch = self._checked.get(name)
+        if mismatch is not None:
+            raise self._error(str(mismatch))
+        return self._digests[name]
+
+    def _read(self, name: str, *, hash_it: bool, refuse: bool | None = None) -> Iterator[bytes]:
+        """The member's checked contents; with ``hash_it``, hashed and compared with RECORD."""
+        pieces = self.contents(name)
+        return self._hashed(name, pieces, refuse) if hash_it else pieces
+
+    def _hashed(self, name: str, pieces: Iterator[bytes], refuse: bool | None) -> Iterator[bytes]:
+        """``pieces``, hashed as they pass (unless the member is hashed already) and compared
+        with the member's RECORD row at the end; a mismatch raises if ``refuse`` (default:
+        ``refuse_record_mismatch``), and is kept for verify_record and digest."""
+        if name in self._digests:
+            yield from pieces
+            return
+        row = None if name in self._not_in_record else self._record_index.get(name)
+        hasher = RecordHasher(row)
+        for piece in pieces:
+            hasher.update(piece)
+            yield piece
+        sha256, actual = hasher.result()
+        size = self.member(name).file_size  # the reader has checked the bytes against it
+        mismatch = None if row is None else record_mismatch(row, size, actual)
+        self._checked[name] = mismatch
+        self._digests[name] = sha256
+        if mismatch is not None and (self.refuse_record_mismatch if refuse is None else refuse):
+            raise self._error(str(mismatch))
+
+    def _text(self, name: str) -> str:
+        try:
+            return self.read(name).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self._error(f"{name} is not UTF-8: {exc}") from None
+
+    def _find_dist_info(self) -> str:
+        tops = {member.name.split("/", 1)[0] for member in self.members if "/" in member.name}
+        found = sorted(top for top in tops if top.endswith(".dist-info"))
+        if not found:
+            raise self._error("no .dist-info directory")
+        if len(found) > 1:
+            raise self._error(f"several .dist-info directories: {', '.join(found)}")
+        return found[0]

@@ -1,0 +1,392 @@
+"""Zip archives read in place: the central directory is validated on open, and members are read
+with ``os.pread`` as compressed bytes or inflated with their size and CRC checked.
+
+Nothing here knows about wheels; :mod:`.archive` builds the wheel layer on top.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import stat
+import struct
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar, Union
+
+from .._zlib import ZlibError, zlib
+from ..errors import ResourceError, WheelError
+
+StrPath = Union[str, "os.PathLike[str]"]
+DateTime = tuple[int, int, int, int, int, int]
+Bytes = Union[bytes, bytearray, mmap.mmap]
+
+MAX_MEMBER_SIZE = 8 << 30
+"""Largest declared uncompressed member size: the biggest real wheels hold ~1 GB files."""
+MAX_RATIO = 1000
+"""Largest ratio accepted above RATIO_MIN_SIZE; deflate itself tops out near 1032:1."""
+RATIO_MIN_SIZE = 1 << 20
+CHUNK = 1 << 20
+"""Compressed bytes read from the file at a time."""
+OUT_CHUNK = 8 << 20
+"""Inflated bytes produced at a time."""
+
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+UTF8_NAME = 0x800
+"""General-purpose flag bit: the name is UTF-8 (else cp437)."""
+UNIX = 3
+"""The "made by" system whose external attributes hold a Unix mode."""
+_UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field: version 1, CRC32 of the name, UTF-8
+_ENCRYPTED = 0x1
+_DRIVE = re.compile("[A-Za-z]:")
+
+_Reader = TypeVar("_Reader", bound="ZipReader")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member's central-directory header: everything a copy carries over unchanged."""
+
+    name: str
+    compress_type: int
+    crc: int
+    compress_size: int
+    file_size: int
+    date_time: DateTime
+    external_attr: int
+    create_system: int = UNIX
+    internal_attr: int = 0
+    flags: int = 0
+    comment: bytes = b""
+
+    @property
+    def is_dir(self) -> bool:
+        return self.name.endswith("/")
+
+    @property
+    def mode(self) -> int:
+        """The Unix permission bits, 0 if none are recorded."""
+        return stat.S_IMODE(self.external_attr >> 16)
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """A member as stored: its header and its compressed bytes (read lazily, once), so a writer
+    can copy it without inflating or recompressing."""
+
+    member: Member
+    chunks: Iterator[bytes] = field(compare=False, repr=False)
+
+
+class ZipReader:
+    """A zip archive opened for reading and validated on open, never extracted.
+
+    Refused on open: unsafe, duplicated or undecodable names, a name that is both a file and a
+    directory, symlinks and special files, encryption, methods other than stored and deflate,
+    sizes or ratios past the limits, and members whose data overlaps the next record. Reads use
+    ``os.pread`` on one descriptor, so threads may read members at once.
+
+    Member names are the names an installer sees: the Info-ZIP Unicode Path (0x7075) name when
+    its CRC matches the stored name (what ``zipfile`` reports from Python 3.12 on), else the
+    stored name, decoded as UTF-8 when flagged so and as cp437 otherwise (as ``zipfile`` does).
+    """
+
+    def __init__(self, path: StrPath) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as exc:
+            raise self._error(f"cannot open: {exc.strerror}") from None
+        self._fd = self._file.fileno()
+        self._data_offsets: dict[str, int] = {}
+        try:
+            infos, start_dir = self._read_directory()
+            self._infos = self._check_members(infos)
+            self._ends = self._check_layout(infos, start_dir)
+        except BaseException:
+            self._file.close()
+            raise
+        self.members = tuple(_member(info) for info in infos)
+        self._members = {member.name: member for member in self.members}
+
+    def __enter__(self: _Reader) -> _Reader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._members
+
+    def member(self, name: str) -> Member:
+        member = self._members.get(name)
+        if member is None:
+            raise self._error(f"no member {name!r}")
+        return member
+
+    def raw_entry(self, name: str) -> RawEntry:
+        """The member's header and its compressed bytes in pieces of at most CHUNK bytes."""
+        return RawEntry(self.member(name), self._raw_chunks(self._info(name), CHUNK))
+
+    def contents(
+        self, name: str, raw_chunk: int = CHUNK, out_chunk: int = OUT_CHUNK
+    ) -> Iterator[bytes]:
+        """The member's bytes, checked against the declared size as they come, then the CRC.
+
+        Inflation stops as soon as the output passes the declared size, so a lying header cannot
+        make a reader allocate more than it announced. Each piece is at most ``out_chunk`` bytes.
+        """
+        return self._contents(self._info(name), raw_chunk, out_chunk)
+
+    def head(self, name: str, n: int) -> bytes:
+        """The first ``n`` bytes of the member, inflating only the start of its stream."""
+        out = b""
+        for piece in self.contents(name, max(n, 4096), max(n, 1)):
+            out += piece
+            if len(out) >= n:
+                break
+        return out[:n]
+
+    def _error(self, problem: str) -> WheelError:
+        return WheelError(f"{self.path.name}: {problem}")
+
+    def _info(self, name: str) -> zipfile.ZipInfo:
+        try:
+            return self._infos[name]
+        except KeyError:
+            raise self._error(f"no member {name!r}") from None
+
+    def _read_directory(self) -> tuple[list[zipfile.ZipInfo], int]:
+        try:
+            # Closing a ZipFile built on an open file leaves that file open. Python 3.12+ warns
+            # about an empty Unicode Path field on stderr; it is ignored, as by _unicode_path.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with zipfile.ZipFile(self._file) as archive:
+                    return archive.infolist(), archive.start_dir
+        except UnicodeDecodeError as exc:  # a name flagged UTF-8 that is not
+            raise self._error(f"member name is not valid UTF-8: {bytes(exc.object)!r}") from None
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+            if os.pread(self._fd, 4, 0) == b"PK\x03\x04":
+                raise self._error(f"truncated or corrupt zip archive ({exc})") from None
+            raise self._error("not a zip file") from None
+
+    def _check_members(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+        """Name every member as an installer sees it (``info.filename`` is set to that name),
+        and refuse names that are unsafe, duplicated, or both a file and a directory."""
+        by_name: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            stored = info.orig_filename
+            try:
+                name = _unicode_path(info) or stored
+            except ValueError as exc:
+                raise self._error(f"member {stored!r} has {exc}") from None
+            for seen in dict.fromkeys((stored, name)):  # an older installer sees the stored one
+                reason = unsafe_name(seen)
+                if reason is not None:
+                    raise self._error(f"member {seen!r} has an unsafe name ({reason})")
+            info.filename = name
+            if name in by_name:
+                raise self._error(f"duplicate member {name!r}")
+            by_name[name] = info
+            problem = _member_problem(info)
+            if problem is not None:
+                raise self._error(f"member {name!r} {problem}")
+        files = {name for name, info in by_name.items() if not info.is_dir()}
+        for name in by_name:
+            parts = name.rstrip("/").split("/")
+            for depth in range(1, len(parts) + name.endswith("/")):
+                prefix = "/".join(parts[:depth])
+                if prefix in files:
+                    raise self._error(f"{prefix!r} is both a file and a directory")
+        return by_name
+
+    def _check_layout(self, infos: list[zipfile.ZipInfo], start_dir: int) -> dict[str, int]:
+        """Bound every member's data by the next local header, so members cannot overlap."""
+        ordered = sorted(infos, key=lambda info: info.header_offset)
+        bounds = [info.header_offset for info in ordered[1:]] + [start_dir]
+        ends = {}
+        for info, end in zip(ordered, bounds):
+            if info.header_offset + LOCAL_HEADER.size + info.compress_size > end:
+                raise self._error(f"member {info.filename!r} overlaps the next zip record")
+            ends[info.filename] = end
+        return ends
+
+    def _data_offset(self, info: zipfile.ZipInfo) -> int:
+        """Where the member's compressed bytes start, from its local header (read once)."""
+        name = info.filename
+        known = self._data_offsets.get(name)
+        if known is not None:
+            return known
+        raw_name = _raw_name(info)
+        header = self._pread(LOCAL_HEADER.size + len(raw_name), info.header_offset)
+        if len(header) < LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise self._error(f"member {name!r} has no local header")
+        *_, name_length, extra_length = LOCAL_HEADER.unpack_from(header)
+        if name_length != len(raw_name) or header[LOCAL_HEADER.size :] != raw_name:
+            raise self._error(f"local header of member {name!r} names another file")
+        offset: int = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
+        if offset + info.compress_size > self._ends[name]:
+            raise self._error(f"member {name!r} overlaps the next zip record")
+        self._data_offsets[name] = offset
+        return offset
+
+    def _raw_chunks(self, info: zipfile.ZipInfo, chunk: int) -> Iterator[bytes]:
+        """The member's compressed bytes, in pieces of at most ``chunk`` bytes."""
+        start = self._data_offset(info)
+        size = info.compress_size
+        for position in range(0, size, max(chunk, 1)):
+            want = min(chunk, size - position)
+            data = self._pread(want, start + position)
+            if len(data) != want:
+                raise self._error(f"member {info.filename!r} is truncated")
+            yield data
+
+    def _pread(self, size: int, offset: int) -> bytes:
+        try:
+            return os.pread(self._fd, size, offset)
+        except OSError as exc:
+            raise resource_error(self.path, "cannot read", exc) from None
+
+    def _contents(self, info: zipfile.ZipInfo, raw_chunk: int, out_chunk: int) -> Iterator[bytes]:
+        name = info.filename
+        pieces = self._raw_chunks(info, raw_chunk)
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            pieces = self._inflate(info, pieces, out_chunk)
+        size = crc = 0
+        for piece in pieces:
+            size += len(piece)
+            if size > info.file_size:
+                raise self._error(f"member {name!r} inflates beyond its declared size")
+            crc = zlib.crc32(piece, crc)
+            yield piece
+        if size != info.file_size:
+            raise self._error(f"member {name!r} is shorter than its declared size")
+        if crc != info.CRC:
+            raise self._error(f"member {name!r} fails its CRC check")
+
+    def _inflate(
+        self, info: zipfile.ZipInfo, pieces: Iterator[bytes], out_chunk: int
+    ) -> Iterator[bytes]:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            for data in pieces:
+                while data and not inflater.eof:
+                    yield inflater.decompress(data, out_chunk)
+                    data = inflater.unconsumed_tail
+                if inflater.eof:
+                    return
+        except ZlibError as exc:
+            raise self._error(f"member {info.filename!r} is corrupt ({exc})") from None
+        if info.compress_size or info.file_size:
+            raise self._error(f"member {info.filename!r} has a truncated deflate stream")
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a member name could escape or alias its place in the install tree; None if it cannot."""
+    if "\x00" in name:
+        return "NUL byte"
+    if "\\" in name:
+        return "backslash"
+    if name.startswith("/"):
+        return "absolute path"
+    if _DRIVE.match(name):
+        return "drive letter"
+    parts = (name[:-1] if name.endswith("/") else name).split("/")
+    if ".." in parts:
+        return "'..' component"
+    if "" in parts or "." in parts:
+        return "empty or '.' component"
+    return None
+
+
+def resource_error(path: StrPath, what: str, exc: OSError) -> ResourceError:
+    """``path: cannot write: No space left on device``, for any OSError (ENOSPC, EDQUOT,
+    EACCES, EROFS, EIO): the machine, not the archive, is what failed."""
+    return ResourceError(f"{os.fspath(path)}: {what}: {exc.strerror or exc}")
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
+        return "is a symbolic link"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return f"is a special file (type {kind:#o})"
+    if kind == stat.S_IFDIR and not info.is_dir():
+        return "has a directory's mode but no trailing '/'"
+    if info.is_dir() and (info.file_size or info.compress_size > 2):
+        return "is a directory entry holding data"
+    if info.flag_bits & _ENCRYPTED:
+        return "is encrypted"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return f"uses compression method {info.compress_type}, not deflate or stored"
+    if info.file_size > MAX_MEMBER_SIZE:
+        return f"declares {info.file_size} bytes, above the {MAX_MEMBER_SIZE}-byte limit"
+    if info.file_size > RATIO_MIN_SIZE and info.file_size > MAX_RATIO * info.compress_size:
+        return f"declares a compression ratio above {MAX_RATIO}:1 (zip bomb?)"
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        return "is stored but declares different compressed and uncompressed sizes"
+    return None
+
+
+def _member(info: zipfile.ZipInfo) -> Member:
+    year, month, day, hour, minute, second = info.date_time
+    return Member(
+        name=info.filename,
+        compress_type=info.compress_type,
+        crc=info.CRC,
+        compress_size=info.compress_size,
+        file_size=info.file_size,
+        date_time=(year, month, day, hour, minute, second),
+        external_attr=info.external_attr,
+        create_system=info.create_system,
+        internal_attr=info.internal_attr,
+        flags=info.flag_bits,
+        comment=info.comment,
+    )
+
+
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    """The name's bytes as stored, undoing zipfile's decoding."""
+    return info.orig_filename.encode("utf-8" if info.flag_bits & UTF8_NAME else "cp437")
+
+
+def _unicode_path(info: zipfile.ZipInfo) -> str | None:
+    """The name in the member's Info-ZIP Unicode Path extra field, by CPython 3.12+'s rule:
+    the last field of version 1 whose CRC32 is that of the stored name's bytes and whose name
+    is not empty (others are stale and ignored). ValueError for a field too short to hold its
+    header, or one that applies but is not UTF-8: 3.12+ refuses to open such a zip."""
+    found = None
+    extra = info.extra
+    position = 0
+    while position + 4 <= len(extra):
+        tag, size = struct.unpack_from("<2H", extra, position)
+        data = extra[position + 4 : position + 4 + size]
+        position += 4 + size
+        if tag != _UNICODE_PATH:
+            continue
+        if len(data) < 5:
+            raise ValueError("a truncated Unicode Path extra field (0x7075)")
+        version, crc = struct.unpack_from("<BL", data)
+        if version != 1 or crc != zlib.crc32(_raw_name(info)):
+            continue
+        try:
+            name = data[5:].decode("utf-8")
+        except UnicodeDecodeError:
+            problem = "a Unicode Path extra field (0x7075) that is not valid UTF-8"
+            raise ValueError(problem) from None
+        found = name or found
+    return found

@@ -1,0 +1,173 @@
+"""Zip archives written member by member: local headers, the central directory, zip64 where a
+size, offset or count needs it, and deflate in parallel 1 MiB blocks.
+
+Nothing here knows about wheels; :mod:`.writer` builds the wheel layer on top.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO
+
+from .._zlib import zlib
+from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawEntry
+
+NEW_MEMBER_TIME: DateTime = (1980, 1, 1, 0, 0, 0)
+"""The time of a new member given none: the earliest a zip can hold, so output is reproducible."""
+
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_END = struct.Struct("<4s4H2LH")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_LOCATOR64 = struct.Struct("<4sLQL")
+_ZIP64_LIMIT = 0xFFFFFFFF  # sizes and offsets from here on go to zip64 fields (tests lower it)
+_IN_ZIP64 = 0xFFFFFFFF  # a 32-bit field holding this means "read the zip64 extra field"
+_ZIP64_COUNT = 0xFFFF
+_DEFLATE_OPTIONS = 0x6  # the flag bits kept from a copied member: deflate's speed/size hint
+_DOS_EPOCH_RANGE = (315532800, 4354819198)  # 1980-01-01 .. 2107-12-31, what DOS dates can hold
+_DEFLATE_BLOCK = 1 << 20
+_WINDOW = 1 << 15
+
+
+class ZipWriter:
+    """Write members to ``out`` in call order, then the central directory and end records.
+
+    Every member gets ``date_time`` when it is given (for reproducible output), else its own.
+    Names are written as UTF-8 (flagged when not ASCII); extra fields are dropped, and so is a
+    data descriptor: the sizes go in the local header. OSErrors from ``out`` propagate.
+    """
+
+    def __init__(self, out: BinaryIO, *, date_time: DateTime | None = None) -> None:
+        self._out = out
+        self._date_time = date_time
+        self._offset = 0
+        self._central: list[bytes] = []
+
+    def write(self, entry: RawEntry) -> None:
+        """Write one member: its local header, its compressed bytes as they are, and keep its
+        central-directory record for :meth:`finish`."""
+        member = entry.member
+        raw_name = member.name.encode("utf-8")
+        flags = (member.flags & _DEFLATE_OPTIONS) | (0 if member.name.isascii() else UTF8_NAME)
+        dos_date, dos_time = _dos(self._date_time or member.date_time)
+        offset = self._offset
+        sizes = (member.file_size, member.compress_size)
+        zip64 = max(sizes) >= _ZIP64_LIMIT
+        version = 45 if zip64 else 20
+        extra = struct.pack("<2H2Q", 1, 16, *sizes) if zip64 else b""
+        shared = (flags, member.compress_type, dos_time, dos_date, member.crc)  # both headers'
+        local = LOCAL_HEADER.pack(
+            b"PK\x03\x04",
+            version,
+            *shared,
+            _IN_ZIP64 if zip64 else member.compress_size,
+            _IN_ZIP64 if zip64 else member.file_size,
+            len(raw_name),
+            len(extra),
+        )
+        self._emit(local + raw_name + extra)
+        for piece in entry.chunks:
+            self._emit(piece)
+        large = [value for value in (*sizes, offset) if value >= _ZIP64_LIMIT]
+        extra = struct.pack(f"<2H{len(large)}Q", 1, 8 * len(large), *large) if large else b""
+        version = 45 if large else 20
+        central = _CENTRAL.pack(
+            b"PK\x01\x02",
+            version,
+            member.create_system,
+            version,
+            0,
+            *shared,
+            _cap(member.compress_size),
+            _cap(member.file_size),
+            len(raw_name),
+            len(extra),
+            len(member.comment),
+            0,
+            member.internal_attr,
+            member.external_attr,
+            _cap(offset),
+        )
+        self._central.append(central + raw_name + extra + member.comment)
+
+    def finish(self) -> None:
+        """Write the central directory and the end records (zip64 ones when needed)."""
+        start = self._offset
+        for record in self._central:
+            self._emit(record)
+        size = self._offset - start
+        count = len(self._central)
+        if count >= _ZIP64_COUNT or max(size, start) >= _ZIP64_LIMIT:
+            end64 = self._offset
+            self._emit(_END64.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size, start))
+            self._emit(_LOCATOR64.pack(b"PK\x06\x07", 0, end64, 1))
+        small_count = min(count, _ZIP64_COUNT)
+        self._emit(
+            _END.pack(b"PK\x05\x06", 0, 0, small_count, small_count, _cap(size), _cap(start), 0)
+        )
+
+    def _emit(self, data: bytes) -> None:
+        self._out.write(data)
+        self._offset += len(data)
+
+
+def compressed(
+    name: str, data: Bytes, *, level: int, mode: int, date_time: DateTime = NEW_MEMBER_TIME
+) -> RawEntry:
+    """A new regular-file member holding ``data``, deflated at zlib ``level`` (-1 is 6, 0
+    stores it)."""
+    chunks = [bytes(data)] if level == 0 else deflate(data, level)
+    member = Member(
+        name=name,
+        compress_type=zipfile.ZIP_STORED if level == 0 else zipfile.ZIP_DEFLATED,
+        crc=zlib.crc32(data),
+        compress_size=sum(map(len, chunks)),
+        file_size=len(data),
+        date_time=date_time,
+        external_attr=(stat.S_IFREG | stat.S_IMODE(mode)) << 16,
+    )
+    return RawEntry(member, iter(chunks))
+
+
+def deflate(data: Bytes, level: int) -> list[bytes]:
+    """Raw-deflate ``data`` in 1 MiB blocks compressed in parallel, the way pigz does.
+
+    Each block gets the 32 KiB before it as dictionary and ends on a sync flush, so the
+    concatenated blocks form one valid stream. The result depends only on the data and the
+    level, never on the number of threads; zlib releases the GIL while it compresses.
+    """
+    view = memoryview(data)
+
+    def block(start: int) -> bytes:
+        end = start + _DEFLATE_BLOCK
+        window = view[max(start - _WINDOW, 0) : start]
+        deflater = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
+        last = zlib.Z_FINISH if end >= len(data) else zlib.Z_SYNC_FLUSH
+        return deflater.compress(view[start:end]) + deflater.flush(last)
+
+    starts = range(0, max(len(data), 1), _DEFLATE_BLOCK)
+    if len(starts) == 1:
+        return [block(0)]
+    with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+        return list(pool.map(block, starts))
+
+
+def dos_date_time(epoch: int) -> DateTime:
+    """The UTC date and time of ``epoch``, clamped to what a zip (DOS) timestamp can hold."""
+    low, high = _DOS_EPOCH_RANGE
+    year, month, day, hour, minute, second = time.gmtime(min(max(epoch, low), high))[:6]
+    return (year, month, day, hour, minute, second)
+
+
+def _dos(date_time: DateTime) -> tuple[int, int]:
+    year, month, day, hour, minute, second = date_time
+    return (year - 1980) << 9 | month << 5 | day, hour << 11 | minute << 5 | second // 2
+
+
+def _cap(value: int) -> int:
+    """A 32-bit zip field: the value, or 0xFFFFFFFF meaning "see the zip64 record"."""
+    return value if value < _ZIP64_LIMIT else _IN_ZIP64
