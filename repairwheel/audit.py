@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import NotPlatformWheelError, WheelError
 from .graph import resolve_members, roots
 from .host import HostLibrary, library_facts, read_host_libraries
+from .policy import ANDROID
 from .scan import ElfMember, scan_elf_members
-from .target import policies_for, settle_platform
+from .target import android_policies, policies_for, settle_platform
 from .verdict import BlockerKind, MemberDeps, Verdict, decide
 from .wheel import WheelArchive
 
@@ -49,7 +50,8 @@ class WheelReport:
 
     @property
     def repair_tag(self) -> str | None:
-        """The best tag ``fix`` can reach, None when no manylinux/musllinux tag is reachable."""
+        """The best tag ``fix`` can reach, None when no manylinux/musllinux tag (for Android:
+        the wheel's own tag) is reachable."""
         best = self.verdict.repair_tag
         return None if best.priority == 0 or not self.arch else best.tag(self.arch)
 
@@ -95,6 +97,7 @@ class WheelReport:
             "external_libs": self.external_libs,
             "policy_upgrades": upgrades,
             "policies": [c.to_json() for c in v.checks],
+            "lower_api_levels": [c.to_json() for c in v.lower],
             "elf_files": [m.path for m in self.members],
             "duplicates": [list(group) for group in self.duplicates],
             "unrecorded": list(self.unrecorded),
@@ -151,17 +154,33 @@ def analyze_wheel(
             reason="not a platform wheel: it holds no ELF file",
         )
     arch, libc, kept, ignored = settle_platform(wheel, members, host)
-    policies = policies_for(libc, arch, host)
+    policies = policies_for(libc, arch, host, wheel)
     dependencies = resolve_members(kept, libc, arch, ldpaths, exclude)
     host_libraries = read_host_libraries(dependencies.values())
+    root_deps = [dependencies[m.path] for m in roots(kept)]
+    facts = library_facts(host_libraries)
     verdict = decide(
-        [dependencies[m.path] for m in roots(kept)],
+        root_deps,
         policies,
         arch,
-        library_facts(host_libraries),
+        facts,
         all_members=kept,
         disable_isa_ext_check=disable_isa_ext_check,
     )
+    if libc == ANDROID:
+        # The tag is kept; the levels below it are weighed only to say what blocks them.
+        lower = android_policies(wheel, arch)[1]
+        if lower:
+            linux = [p for p in policies if p.priority == 0]
+            lower_verdict = decide(
+                root_deps,
+                [*lower, *linux],
+                arch,
+                facts,
+                all_members=kept,
+                disable_isa_ext_check=disable_isa_ext_check,
+            )
+            verdict = replace(verdict, lower=lower_verdict.checks)
     return WheelReport(
         wheel=wheel,
         path=str(archive.path),

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -189,6 +190,8 @@ def _plat(args: argparse.Namespace) -> str | None:
     if found is None or found[1] == "auto":
         return None
     source, value = found
+    if re.fullmatch(r"android_\d+_(?:arm64_v8a|x86_64)", value):
+        return value  # an Android wheel keeps its own tag: the repair checks it is that one
     try:
         get_policy(value)
     except PolicyError as exc:

@@ -74,7 +74,9 @@ class PatchOps:
     """The edits one file needs, carried out by a single patchelf call.
 
     ``rpath`` is written as DT_RPATH (``--force-rpath``, as auditwheel does): unlike DT_RUNPATH
-    it also serves the dependencies of grafted libraries.
+    it also serves the dependencies of grafted libraries.  With ``runpath`` (Android, whose
+    loader ignores DT_RPATH) it is written as DT_RUNPATH: patchelf's default, which turns a
+    DT_RPATH entry into DT_RUNPATH, and sets both when the file has both.
     """
 
     set_soname: str | None = None
@@ -82,6 +84,7 @@ class PatchOps:
     remove_needed: tuple[str, ...] = ()
     rpath: str | None = None
     remove_rpath: bool = False
+    runpath: bool = False
 
     def __post_init__(self) -> None:
         olds = [old for old, _ in self.replace_needed]
@@ -95,6 +98,8 @@ class PatchOps:
             raise ValueError("rpath and remove_rpath exclude each other")
         if self.rpath == "":
             raise ValueError("an empty rpath: use remove_rpath")
+        if self.runpath and self.rpath is None:
+            raise ValueError("runpath says how rpath is written: it needs an rpath")
 
     @property
     def changes_nothing(self) -> bool:
@@ -119,7 +124,11 @@ class PatchOps:
         if self.remove_rpath:
             args.append("--remove-rpath")
         if self.rpath is not None:
-            args += ["--force-rpath", "--set-rpath", self.rpath]
+            args += (
+                ["--set-rpath", self.rpath]
+                if self.runpath
+                else ["--force-rpath", "--set-rpath", self.rpath]
+            )
         args += [os.path.abspath(file) for file in files]
         return args
 
@@ -132,7 +141,10 @@ class PatchOps:
         renames = dict(self.replace_needed)
         rpath: tuple[str, ...]
         runpath: tuple[str, ...]
-        if self.rpath is not None:
+        if self.rpath is not None and self.runpath:
+            new = tuple(self.rpath.split(":"))
+            rpath, runpath = (new if elf.rpaths and elf.runpaths else ()), new
+        elif self.rpath is not None:
             rpath, runpath = tuple(self.rpath.split(":")), ()
         elif self.remove_rpath:
             rpath, runpath = (), ()

@@ -1,6 +1,10 @@
 """The repair plan: the target tag, what to graft under which name, the patchelf operations
 for every file, and the launcher left where a program is moved — computed from an audit report
 (host libraries included: no host file is read again) before anything is written.
+
+An Android wheel keeps its tag (its API level is the build's choice, not a verdict), keeps its
+DT_NEEDED on libpython, and gets DT_RUNPATH instead of DT_RPATH: bionic ignores DT_RPATH and
+inherits no DT_RUNPATH, so each grafted library that needs another one gets its own $ORIGIN.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from .audit import WheelReport
 from .errors import DependencyError, PolicyError, UsageError
 from .host import HostLibrary, graft_source
 from .patch import PatchOps
-from .policy import Policy, get_policy
+from .policy import ANDROID, Policy, get_policy
 from .scan import LIBPYTHON
 from .verdict import Blocker, BlockerKind, describe_group, external_closure, group_blockers
 from .wheel import WheelFilename
@@ -83,6 +87,18 @@ def choose_policies(
     verdict = report.verdict
     arch = report.arch or ""
     best = verdict.repair_tag
+    if report.libc == ANDROID:
+        own = next(c for c in verdict.checks if c.policy.priority > 0)
+        if plat not in (None, "auto", own.tag):
+            raise PolicyError(
+                f"cannot repair {report.wheel} to {plat}: an Android wheel keeps its own tag "
+                f"{own.tag} (its API level is chosen by the build)",
+                wheel=report.wheel,
+                reason=f"an Android wheel keeps its own tag {own.tag}",
+            )
+        if own.blockers:
+            _refuse(report.wheel, own.tag, own.blockers)
+        return (own.policy,)
     if plat in (None, "auto"):
         if best.priority == 0:
             newest = min(verdict.checks, key=lambda c: c.policy.priority)
@@ -157,13 +173,16 @@ def make_plan(
     filename = WheelFilename.parse(report.wheel)
     lib_dir = posixpath.normpath(filename.name + lib_sdir)
     new_names = _graft_names(check.external_libs, lib_dir, report.host_libraries)
+    android = policy.libc == ANDROID
 
     patches = []
     for member in report.members:
         deps = report.dependencies[member.path]
-        closure = external_closure(deps, policy.whitelist)
+        closure = external_closure(deps, policy.whitelist, allow_libpython=policy.keeps_libpython)
         grafted_here = [n for n in closure if n in new_names]
-        libpython = tuple(n for n in member.elf.needed if LIBPYTHON.match(n))
+        libpython: tuple[str, ...] = ()
+        if not policy.keeps_libpython:
+            libpython = tuple(n for n in member.elf.needed if LIBPYTHON.match(n))
         if not grafted_here and not libpython:
             continue
         replace = tuple(
@@ -172,15 +191,17 @@ def make_plan(
         destination = _script_destination(member.path, filename.name)
         rpath = None
         if grafted_here:
-            old = member.elf.rpath or member.elf.runpath
+            # bionic reads DT_RUNPATH only (patchelf --print-rpath prefers it too)
+            elf = member.elf
+            old = (elf.runpath or elf.rpath) if android else (elf.rpath or elf.runpath)
             rpath = _member_rpath(member.path, destination or member.path, old, lib_dir)
-        patches.append(
-            MemberPatch(
-                member.path,
-                PatchOps(replace_needed=replace, remove_needed=libpython, rpath=rpath),
-                destination,
-            )
+        ops = PatchOps(
+            replace_needed=replace,
+            remove_needed=libpython,
+            rpath=rpath,
+            runpath=android and rpath is not None,
         )
+        patches.append(MemberPatch(member.path, ops, destination))
 
     # Several DT_NEEDED names can reach one host file (``-lfoo`` and ``-l:libfoo.so.1``): the
     # file is grafted once, under one member name, and every name is replaced by it.
@@ -198,15 +219,17 @@ def make_plan(
             replace_needed=siblings,
             rpath="$ORIGIN" if siblings else None,
             remove_rpath=not siblings and bool(host.rpath or host.runpath),
+            runpath=android and bool(siblings),
         )
         grafts.append(Graft(sonames[0], source, library.sha256, lib_member, ops, tuple(sonames)))
 
-    tags = [p.tag(arch) for p in policies] + [a + "_" + arch for p in policies for a in p.aliases]
+    tags = [t for p in policies for t in p.tags(arch)[:1]]
+    tags += [t for p in policies for t in p.tags(arch)[1:]]
     return RepairPlan(
         platform_tags=tuple(dict.fromkeys(tags)),
         grafts=tuple(grafts),
         patches=tuple(patches),
-        removed_tags=(f"linux_{arch}",),
+        removed_tags=() if android else (f"linux_{arch}",),
     )
 
 

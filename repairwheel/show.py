@@ -45,7 +45,16 @@ def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch]
     else:
         lines.append("The wheel needs no external shared libraries.")
 
-    if report.repair_tag is None:
+    android = report.libc == "android"
+    if android:
+        own = next(c for c in v.checks if c.policy.priority > 0)
+        lines.append(
+            f"Android API level {own.policy.api_level} (the wheel's tag {own.tag}, kept by a "
+            "repair); system libraries of that level are taken as present."
+        )
+    if report.repair_tag is None and android:
+        lines.append(f"`repairwheel fix` cannot repair it for {own.tag} (see below).")
+    elif report.repair_tag is None:
         lines.append("`repairwheel fix` cannot make it a manylinux/musllinux wheel (see below).")
     elif report.repair_tag != report.tag:
         grafts = v.check(v.repair_tag).external_libs
@@ -57,6 +66,15 @@ def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch]
     if better:
         lines.append("Why not a better tag:")
         lines += [f"  {text}" for text in _explain(better)]
+    lower = [c for c in v.lower if c.as_is_blockers]
+    if lower:
+        lines.append("Why not a lower API level:")
+        lines += [f"  {text}" for text in _explain(lower)]
+    elif android and v.lower:
+        lines.append(
+            f"Nothing it needs keeps it from API level {v.lower[0].policy.api_level} either "
+            "(the tag is the build's choice; a repair keeps it)."
+        )
     return "\n".join(lines)
 
 

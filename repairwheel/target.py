@@ -5,6 +5,11 @@ byte order, ARM float ABI; libc from the interpreter, the needed libraries or th
 suffix). Members of another architecture or libc are left out, with the reason. Only when no
 file names its libc, and for musl's minor version (nothing in a binary tells 1.1 from 1.2),
 does the host decide: pass ``host`` to make that input explicit.
+
+Android: the tag decides.  A wheel tagged ``android_<N>_<arch>`` (exactly one platform tag) is
+bionic's, whatever compiler built it; a member that says glibc or musl is left out, one that
+says Android (PT_INTERP /system/bin/linker*, an ``-android.so`` extension suffix) in a wheel not
+tagged so is refused.  Nothing of the host is asked for an Android wheel.
 """
 
 from __future__ import annotations
@@ -18,8 +23,15 @@ from typing import TYPE_CHECKING, NamedTuple
 from packaging.utils import parse_wheel_filename
 
 from .elf import ElfFile, Machine
-from .errors import NotPlatformWheelError, RepairwheelError
-from .policy import ARCHES, Policy, load_policies
+from .errors import NotPlatformWheelError, RepairwheelError, WheelError
+from .policy import (
+    ANDROID,
+    ANDROID_TAG_ARCHES,
+    ARCHES,
+    Policy,
+    android_policy,
+    load_policies,
+)
 from .scan import ElfMember
 
 if TYPE_CHECKING:
@@ -28,7 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _GNU_SUFFIX = re.compile(r"\.cpython-3(\d+)[a-z]*-[^.]*-linux-gnu(?:eabihf)?\.so$")
-_LIBC_PREFIXES = {"manylinux": "glibc", "musllinux": "musl"}
+_LIBC_PREFIXES = {"manylinux": "glibc", "musllinux": "musl", "android": ANDROID}
+_ANDROID_TAG = re.compile(r"android_(\d+)_(.+)")
 
 
 class Platform(NamedTuple):
@@ -55,6 +68,8 @@ def tags_facts(wheel: str) -> tuple[str | None, str | None]:
         family = plat.split("_", 1)[0]
         libcs.add(_LIBC_PREFIXES.get(family))
         arches.update(known for known in ARCHES if plat.endswith("_" + known))
+        if family == ANDROID:
+            arches.update(a for spelled, a in ANDROID_TAG_ARCHES.items() if plat.endswith(spelled))
     arch = arches.pop() if len(arches) == 1 else None
     libc = libcs.pop() if len(libcs) == 1 else None
     return arch, libc
@@ -112,6 +127,9 @@ def settle_platform(
     name_arch, name_libc = tags_facts(wheel)
     arch = name_arch
     libc: str | None = None
+    if name_libc == ANDROID:
+        android_tag(wheel)  # exactly one android_<N>_<arch> tag, or a clear error
+        libc = ANDROID
     kept: list[ElfMember] = []
     ignored: list[tuple[str, str]] = []
     for member in members:
@@ -125,13 +143,13 @@ def settle_platform(
             ignored.append((member.path, f"built for {elf_arch}, the wheel is {arch}"))
             continue
         member_libc = elf_libc(member.elf, member.path)
-        if member_libc == "android":
+        if member_libc == ANDROID and libc != ANDROID:
             raise NotPlatformWheelError(
-                f"{wheel}: {member.path} is built for Android; repairwheel has manylinux and "
-                "musllinux policies only",
+                f"{wheel}: {member.path} is built for Android, but the wheel is not tagged "
+                "android_<API level>_<arch>: an Android wheel carries exactly one such tag",
                 wheel=wheel,
                 member=member.path,
-                reason="built for Android",
+                reason="built for Android, not tagged android_<API level>_<arch>",
             )
         if member_libc is not None:
             if libc is None:
@@ -142,10 +160,11 @@ def settle_platform(
         kept.append(member)
     if not kept:
         found = "; ".join(f"{f}: {why}" for f, why in ignored)
+        family = "Android" if libc == ANDROID else "manylinux or musllinux"
         raise NotPlatformWheelError(
-            f"{wheel}: no manylinux or musllinux policy applies to its ELF files ({found})",
+            f"{wheel}: no {family} policy applies to its ELF files ({found})",
             wheel=wheel,
-            reason="no manylinux or musllinux policy applies to its ELF files",
+            reason=f"no {family} policy applies to its ELF files",
         )
     assert arch is not None
     libc = libc or name_libc
@@ -164,9 +183,65 @@ def settle_platform(
     return Platform(arch, libc, kept, ignored)
 
 
-def policies_for(libc: str, arch: str, host: SystemReport | None = None) -> list[Policy]:
+def android_tag(wheel: str) -> tuple[int, str]:
+    """The API level and the platform tag of an Android wheel, which must carry exactly one
+    platform tag, ``android_<N>_<arch>`` (WheelError otherwise)."""
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel)
+    except ValueError as exc:
+        raise WheelError(f"{wheel}: not a valid wheel file name: {exc}", wheel=wheel) from None
+    platforms = sorted({t.platform for t in tags})
+    match = _ANDROID_TAG.fullmatch(platforms[0]) if len(platforms) == 1 else None
+    if match is None:
+        reason = f"an Android wheel carries exactly one platform tag, not {', '.join(platforms)}"
+        raise WheelError(
+            f"{wheel}: {reason} (android_<API level>_<arch>)", wheel=wheel, reason=reason
+        )
+    return int(match.group(1)), platforms[0]
+
+
+def android_policies(wheel: str, arch: str) -> tuple[Policy, tuple[Policy, ...]]:
+    """The policy deciding an Android wheel (its own level, under its own tag), and the more
+    compatible levels below it (only informative: the tag is kept, never lowered).
+
+    Raises NotPlatformWheelError below API level 21 or for an arch no Android policy covers.
+    """
+    level, tag = android_tag(wheel)
+    spelled = tag.split("_", 2)[2]
+    if ANDROID_TAG_ARCHES.get(spelled) != arch:
+        if spelled in ANDROID_TAG_ARCHES:
+            reason = f"{tag} names {spelled}, but its ELF files are {arch}"
+        else:
+            known = ", ".join(sorted(ANDROID_TAG_ARCHES))
+            reason = f"no Android policy covers {spelled} (only {known})"
+        raise NotPlatformWheelError(f"{wheel}: {reason}", wheel=wheel, reason=reason)
+    own = android_policy(level, arch)
+    if own is None:
+        covered = sorted({a for p in load_policies(ANDROID) if p.priority > 0 for a in p.arches})
+        if arch not in covered:
+            reason = f"no Android policy covers {arch} (only {', '.join(covered)})"
+        else:
+            reason = f"{tag} is below API level 21, the lowest any Android policy (PEP 738) covers"
+        raise NotPlatformWheelError(f"{wheel}: {reason}", wheel=wheel, reason=reason)
+    lower = tuple(
+        p
+        for p in load_policies(ANDROID, arch)
+        if p.api_level is not None and p.priority > own.priority
+    )
+    return own, lower
+
+
+def policies_for(
+    libc: str, arch: str, host: SystemReport | None = None, wheel: str | None = None
+) -> list[Policy]:
     """The policies of ``libc`` on ``arch``, ``linux`` included; for musl the host's minor
-    version (or the newest) alone."""
+    version (or the newest) alone; for Android the one ``wheel``'s tag names (see
+    :func:`android_policies`)."""
+    if libc == ANDROID:
+        if wheel is None:
+            raise ValueError("the Android policy is chosen by the wheel's tag: pass wheel")
+        linux = [p for p in load_policies(ANDROID, arch) if p.priority == 0]
+        return [android_policies(wheel, arch)[0], *linux]
     policies = list(load_policies(libc, arch))
     if libc != "musl":
         return policies

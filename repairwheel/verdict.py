@@ -4,6 +4,11 @@ not a better one.
 The decision follows auditwheel 6.8 (so verdicts agree), and records for every policy the
 concrete blockers — the file, the library, the symbol version and the symbols bound to it —
 instead of only the outcome.
+
+Android adds two rules of its own (``api-level`` blockers, never repairable): a library to graft
+needs API level 24 (bionic reads DT_RUNPATH from then on), and a library that is a system
+library only from a later level is not there at this one.  A DT_NEEDED on libpython is allowed
+as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .policy import Policy
+from .policy import MIN_GRAFT_API_LEVEL, Policy, android_system_level
 from .scan import ElfMember, is_loader
 
 X86_ISA_NAMES = {2: "x86-64-v2", 4: "x86-64-v3", 8: "x86-64-v4"}
@@ -57,6 +62,7 @@ class BlockerKind(str, enum.Enum):
     ISA = "isa"
     PYFPE = "pyfpe"
     UCS2 = "ucs2"
+    API_LEVEL = "api-level"
 
     def __str__(self) -> str:
         return self.value
@@ -92,6 +98,8 @@ class Blocker:
             return f"{self.file} uses {', '.join(self.symbols)} from {self.library}, blacklisted"
         if self.kind == BlockerKind.ISA:
             return f"{self.file} requires the {self.detail} instruction set"
+        if self.kind == BlockerKind.API_LEVEL:
+            return f"{self.file} needs {self.library}: {self.detail}"
         if self.kind == BlockerKind.PYFPE:
             return f"{self.file} uses PyFPE_jbuf (fpectl builds only)"
         return f"{self.file} is built for a narrow-unicode (UCS2) Python"
@@ -159,15 +167,21 @@ class Verdict:
     unsupported_isa: bool
     pyfpe: bool
     ucs2: bool
+    # Android: how the more compatible API levels below the wheel's tag fare (informative:
+    # the tag is kept), most compatible first
+    lower: tuple[PolicyCheck, ...] = ()
 
     def check(self, policy: Policy) -> PolicyCheck:
         return next(c for c in self.checks if c.policy == policy)
 
 
-def external_closure(deps: MemberDeps, whitelist: frozenset[str]) -> dict[str, Dependency]:
+def external_closure(
+    deps: MemberDeps, whitelist: frozenset[str], *, allow_libpython: bool = False
+) -> dict[str, Dependency]:
     """Libraries outside the wheel and the whitelist that ``deps.member`` loads, transitively.
 
     Whitelisted libraries are not walked into; libraries inside the wheel are walked through.
+    ``allow_libpython`` (Android) leaves libpython out, like a whitelisted library.
     """
     found: dict[str, Dependency] = {}
     seen: set[str] = set()
@@ -179,6 +193,8 @@ def external_closure(deps: MemberDeps, whitelist: frozenset[str]) -> dict[str, D
         seen.add(soname)
         dep = deps.libraries.get(soname)
         if dep is None:  # excluded by the user
+            continue
+        if allow_libpython and dep.interpreter:
             continue
         if not dep.in_wheel:
             found[soname] = dep
@@ -326,7 +342,9 @@ def _reach(roots: Sequence[MemberDeps], policy: Policy) -> _Reach:
     for deps in roots:
         key = id(deps.libraries)
         if key not in closures:
-            closures[key] = external_closure(deps, policy.whitelist)
+            closures[key] = external_closure(
+                deps, policy.whitelist, allow_libpython=policy.keeps_libpython
+            )
         for name, dep in closures[key].items():
             reach.external.setdefault(name, dep)
             reach.needers.setdefault(name, []).append(deps.member.path)
@@ -345,6 +363,18 @@ def _check(
     """One policy's outcome. ``other_blockers`` (ISA, interpreter ABI) come last, after the
     symbol versions, the blacklist and the missing libraries."""
     external, needers = reach.external, reach.needers
+    level = policy.api_level
+    too_new: dict[str, str] = {}  # Android: soname -> why this API level cannot have it
+    if level is not None:
+        for name, dep in external.items():
+            since = android_system_level(name)
+            if since is not None and since > level and (dep.missing or level < MIN_GRAFT_API_LEVEL):
+                too_new[name] = f"a system library from Android API level {since} on"
+            elif level < MIN_GRAFT_API_LEVEL and not dep.missing:
+                too_new[name] = (
+                    f"{dep.path} would be grafted, and grafting needs Android API level "
+                    f"{MIN_GRAFT_API_LEVEL} or higher (bionic reads DT_RUNPATH from then on)"
+                )
     missing = [
         Blocker(
             BlockerKind.MISSING_LIBRARY,
@@ -354,7 +384,12 @@ def _check(
             rejected=tuple(f"{path} {why}" for path, why in dep.rejected),
         )
         for name, dep in sorted(external.items())
-        if dep.missing
+        if dep.missing and name not in too_new
+        for file in needers[name]
+    ]
+    missing += [
+        Blocker(BlockerKind.API_LEVEL, file, name, why)
+        for name, why in sorted(too_new.items())
         for file in needers[name]
     ]
     blockers = [
@@ -366,7 +401,7 @@ def _check(
     grafted = [
         Blocker(BlockerKind.EXTERNAL_LIBRARY, file, name, dep.path)
         for name, dep in sorted(external.items())
-        if not dep.missing
+        if not dep.missing and name not in too_new
         for file in needers[name]
     ]
     return PolicyCheck(

@@ -47,13 +47,6 @@ DEVIATIONS: dict[str, Deviation] = {
         "As for armv5l: the extension exists, it is a mips64el object and no policy covers "
         "mips64; saying so tells the user why, where 'no ELF file found' misleads.",
     ),
-    "android/spam-0.1.0-cp313-cp313-android_24_arm64_v8a.whl": Deviation(
-        RepairwheelError,
-        ("android",),
-        "repairwheel carries no Android policy (auditwheel's android_24 verdict comes from "
-        "its Android policy). Guessing a glibc or musl verdict for a Bionic-linked file would "
-        "be wrong, so the audit refuses and names Android as the reason.",
-    ),
     "musllinux_1_2/testsimple-0.0.1-cp310-cp310-linux_x86_64.whl": Deviation(
         RepairwheelError,
         ("testsimple.cpython-310-x86_64-linux-gnu.so", "musl"),

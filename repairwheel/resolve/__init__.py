@@ -6,7 +6,7 @@
 - ``config.py``: the search paths of this machine or a sysroot (:func:`loader_config`);
 - ``fs.py``: where candidate files are read from (:class:`HostFilesystem`, a wheel's members
   over it: :class:`WheelFilesystem`), and why a candidate cannot be loaded;
-- ``rules.py``: each loader family's rules (glibc, musl), one class each;
+- ``rules.py``: each loader family's rules (glibc, musl, Android's bionic), one class each;
 - ``walk.py``: the walk, and the memory of what is loaded;
 - ``tree.py``: the results, and their JSON and text.
 

@@ -12,6 +12,10 @@ variables searched where LD_LIBRARY_PATH is, and the system directories.
   then /lib and /usr/lib (auditwheel: /lib, /lib64, /usr/lib, /usr/lib64).
 - musl: <prefix>/etc/ld-musl-ARCH.path, <prefix> being its interpreter's path less two
   components; without that file, /lib:/usr/local/lib:/usr/lib.
+- android: nothing of this machine.  The device's system libraries are the policy's whitelist
+  and an NDK's live wherever the build put them, so the system list is ``--ldpaths`` alone
+  (none without it); LD_LIBRARY_PATH, ld.so.conf and the host's loader describe the build host
+  and are never read.  $LIB is lib64 on 64-bit, lib on 32-bit (bionic's kLibPath).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .tree import SearchDir, Step
 
 GLIBC = "glibc"
 MUSL = "musl"
+ANDROID = "android"
 
 _32BIT = frozenset({"i686", "armv7l"})
 _GLIBC_INTERPRETERS = {
@@ -68,7 +73,7 @@ _LD_SO_TIMEOUT = 10  # seconds
 class LoaderConfig:
     """The loader's view of one system: everything a search needs besides the objects."""
 
-    libc: str  # GLIBC or MUSL
+    libc: str  # GLIBC, MUSL or ANDROID
     arch: str  # manylinux architecture name
     root: str  # sysroot, prefixed to absolute DT_RPATH/DT_RUNPATH entries and system dirs
     lib: str  # what $LIB expands to
@@ -93,10 +98,12 @@ def loader_config(
     just before LD_LIBRARY_PATH.  LD_LIBRARY_PATH describes this machine, so it is ignored
     for another ``root``, as auditwheel does.
     """
-    if libc not in (GLIBC, MUSL):
-        raise ValueError(f"unknown libc {libc!r}: expected {GLIBC!r} or {MUSL!r}")
+    if libc not in (GLIBC, MUSL, ANDROID):
+        raise ValueError(f"unknown libc {libc!r}: expected {GLIBC!r}, {MUSL!r} or {ANDROID!r}")
     env = os.environ if environ is None else environ
     root = os.path.abspath(root)
+    if libc == ANDROID:
+        return _android_config(arch, ldpaths, root, env)
     if libc == GLIBC:
         interpreter = _GLIBC_INTERPRETERS.get(arch)
         lib = _lib_dir(root, arch, interpreter)
@@ -123,6 +130,26 @@ def loader_config(
         platform=_PLATFORMS.get(arch),
         interpreter=rooted(root, interpreter) if interpreter else None,
         env_paths=tuple(env_paths),
+        system_dirs=tuple(dedupe(system)),
+        cwd=os.getcwd(),
+    )
+
+
+def _android_config(
+    arch: str, ldpaths: str | None, root: str, env: Mapping[str, str]
+) -> LoaderConfig:
+    """bionic's view: the variables that add directories, then --ldpaths as the system list."""
+    env_paths = [(var, entry) for var in _EXTRA_VARS for entry in env.get(var, "").split(":")]
+    entries = [e for e in (ldpaths or "").split(":") if e]
+    system = [SearchDir(os.path.abspath(e), Step.LDPATHS, e, "--ldpaths") for e in entries]
+    return LoaderConfig(
+        libc=ANDROID,
+        arch=arch,
+        root=root,
+        lib="lib" if arch in _32BIT else "lib64",
+        platform=None,
+        interpreter=None,  # /system/bin/linker64 is the device's, never this machine's
+        env_paths=tuple((var, entry) for var, entry in env_paths if entry),
         system_dirs=tuple(dedupe(system)),
         cwd=os.getcwd(),
     )

@@ -16,13 +16,15 @@ decision it asks a :class:`LoaderRules` object:
   the system (:meth:`~LoaderRules.system_dirs`);
 - a DT_NEEDED name with a slash: whether it is relative to the working directory at run time
   (:meth:`~LoaderRules.is_relative`), else the path opened (:meth:`~LoaderRules.open_path`);
-- which candidates the loader refuses (:meth:`~LoaderRules.incompatibility`).
+- which candidates the loader refuses (:meth:`~LoaderRules.incompatibility`);
+- whether the interpreter a file names is a file of this machine to preload
+  (:meth:`~LoaderRules.interpreter_path`).
 
-A new family (Android's bionic linker is next: it ignores DT_RPATH, searches the DT_RUNPATH of
-the loader alone, inherits nothing) subclasses :class:`LoaderRules`, implements its abstract
-methods with the family's rules in its docstring, and overrides the shared defaults where the
-loader differs.  :func:`rules_for` then maps its libc name to the class, :func:`libc_of`
-recognises its files, and ``config.loader_config`` gives its interpreter and system directories.
+A family subclasses :class:`LoaderRules`, implements its abstract methods with the family's
+rules in its docstring, and overrides the shared defaults where the loader differs (glibc,
+musl, and Android's bionic, which ignores DT_RPATH and reads the DT_RUNPATH of the loader
+alone).  :func:`rules_for` maps its libc name to the class, :func:`libc_of` recognises its
+files, and ``config.loader_config`` gives its interpreter and system directories.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from ..elf import ElfFile, Machine
-from .config import GLIBC, MUSL, LoaderConfig, dedupe, interpreter_search_path, rooted
+from .config import ANDROID, GLIBC, MUSL, LoaderConfig, dedupe, interpreter_search_path, rooted
 from .tree import SearchDir, Step
 
 _GLIBC_DST = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
 _MUSL_ORIGIN = re.compile(r"\$(?:\{ORIGIN\}|ORIGIN)")
+# bionic's format_string: $ORIGIN and $LIB, bare (a prefix match) or braced; others stay.
+_BIONIC_DST = re.compile(r"\$(?:\{(ORIGIN|LIB)\}|(ORIGIN|LIB))")
 # Names musl's loader answers itself: lib<one of these>.<anything>.
 _MUSL_BUILTIN = re.compile(r"lib(c|pthread|rt|m|dl|util|xnet)\.")
 _LINUX_OSABIS = frozenset({0, 3})  # ELFOSABI_NONE (SYSV) and ELFOSABI_GNU (LINUX) mix freely
@@ -56,6 +60,9 @@ class Loaded(Protocol):
 
     @property
     def path(self) -> str: ...
+
+    @property
+    def realpath(self) -> str: ...
 
     @property
     def elf(self) -> ElfFile: ...
@@ -143,6 +150,11 @@ class LoaderRules(abc.ABC):
     def incompatibility(self, elf: ElfFile, root: ElfFile) -> str | None:
         """Why the loader of ``root`` refuses ``elf`` as a library, or None."""
         return incompatibility(elf, root)
+
+    def interpreter_path(self, root: ElfFile) -> str | None:
+        """The loader's own file on this machine (or the sysroot), preloaded; None: none."""
+        interp = root.interpreter
+        return rooted(self.config.root, interp) if interp else self.config.interpreter
 
     @staticmethod
     def entries(elf: ElfFile, step: Step) -> tuple[str, ...]:
@@ -333,9 +345,80 @@ class MuslRules(LoaderRules):
         return self.absolute(name, name)
 
 
+class AndroidRules(LoaderRules):
+    """Android's bionic linker (``linker/linker.cpp``, ``open_library``, ``load_library``).
+
+    Names: a DT_NEEDED name without a slash gives a loaded object whose DT_SONAME it is
+    (``find_loaded_library_by_soname``; from API level 23 on, no file-name fallback); a
+    search that opens a file already loaded (same inode) gives that object.  A name with a
+    slash is opened as written, without looking at what is loaded.
+
+    Search, for a name without a slash that an object (its *loader*) needs:
+
+    1. LD_LIBRARY_PATH: here REPAIRWHEEL_LD_LIBRARY_PATH / AUDITWHEEL_LD_LIBRARY_PATH (the host's
+       own LD_LIBRARY_PATH describes the build host and is never read);
+    2. DT_RUNPATH of the loader alone: not inherited, not the root's for its dependencies'
+       needs.  DT_RPATH is ignored altogether (bionic never read it);
+    3. the namespace's default directories: the device's, which the build host cannot see.
+       The policy's whitelist stands for its system libraries; ``--ldpaths`` (the NDK
+       sysroot, a prefix of cross-built libraries) stands for the rest (``config.py``).
+
+    Tokens: $ORIGIN (the directory of the object's real path: bionic resolves symlinks) and
+    $LIB (lib64, lib), bare or braced, in DT_RUNPATH only; any other '$' stays as written.
+    Entries split on ':' only and empty ones are skipped.  Of several DT_RUNPATH entries the
+    last counts, as for glibc and musl.  No interpreter of this machine is preloaded.
+
+    A DT_NEEDED name with a slash is opened as written: an absolute one under the sysroot, a
+    relative one from the working directory at run time.
+    """
+
+    def names_loaded(self, obj: Loaded, needed: str | None) -> tuple[str, ...]:
+        return (obj.elf.soname,) if obj.elf.soname else ()
+
+    def names_found_again(self, obj: Loaded, needed: str) -> tuple[str, ...]:
+        return ()  # found again by inode, at every search
+
+    def compares_loaded(self, name: str) -> bool:
+        return "/" not in name
+
+    def search_order(self, loader: Loaded) -> Iterator[Lists | tuple[Loaded, Step]]:
+        yield Lists.ENVIRONMENT
+        if _has_runpath(loader.elf):
+            yield loader, Step.RUNPATH
+        yield Lists.SYSTEM
+
+    def object_dirs(self, obj: Loaded, step: Step) -> tuple[SearchDir, ...]:
+        if step is not Step.RUNPATH:
+            return ()
+        values = {"ORIGIN": posixpath.dirname(obj.realpath), "LIB": self.config.lib}
+        dirs = []
+        for entry in self.entries(obj.elf, step):
+            if not entry:
+                continue
+            expanded = _BIONIC_DST.sub(lambda m: values[m.group(1) or m.group(2)], entry)
+            dirs.append(SearchDir(self.absolute(expanded, entry), step, entry, obj.path))
+        return tuple(dirs)
+
+    def expand_environment(self, entry: str, root: Loaded) -> str | None:
+        return entry
+
+    def is_relative(self, name: str, loader: Loaded) -> bool:
+        return not name.startswith("/")
+
+    def open_path(self, name: str, loader: Loaded) -> str | None:
+        return self.absolute(name, name)
+
+    def interpreter_path(self, root: ElfFile) -> str | None:
+        return None  # /system/bin/linker64 is on the device
+
+
 def rules_for(config: LoaderConfig) -> LoaderRules:
     """The rules of the loader ``config`` describes."""
-    families: dict[str, type[LoaderRules]] = {GLIBC: GlibcRules, MUSL: MuslRules}
+    families: dict[str, type[LoaderRules]] = {
+        GLIBC: GlibcRules,
+        MUSL: MuslRules,
+        ANDROID: AndroidRules,
+    }
     family = families.get(config.libc)
     if family is None:
         raise ValueError(f"unknown libc {config.libc!r}: expected one of {sorted(families)}")
@@ -343,7 +426,10 @@ def rules_for(config: LoaderConfig) -> LoaderRules:
 
 
 def libc_of(elf: ElfFile) -> str:
-    """musl if the interpreter or a DT_NEEDED name is musl's loader, else glibc."""
+    """android if the interpreter is bionic's linker, musl if the interpreter or a DT_NEEDED
+    name is musl's loader, else glibc."""
+    if (elf.interpreter or "").startswith("/system/bin/linker"):
+        return ANDROID
     names = (posixpath.basename(elf.interpreter or ""), *elf.needed)
     return MUSL if any(n.startswith(("ld-musl-", "libc.musl-")) for n in names) else GLIBC
 

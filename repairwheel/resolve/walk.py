@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..elf import ElfFile, read_elf
-from .config import LoaderConfig, loader_config, rooted
+from .config import LoaderConfig, loader_config
 from .fs import Filesystem, HostFilesystem, examine
 from .rules import Lists, Loaded, libc_of, rules_for
 from .tree import DependencyTree, Library, SearchDir, Step
@@ -122,8 +122,7 @@ class _Walk:
 
     def _preload_interpreter(self) -> _Object | None:
         """The loader itself is always mapped: names it answers to need no search."""
-        interp = self.root.elf.interpreter
-        path = rooted(self.config.root, interp) if interp else self.config.interpreter
+        path = self.rules.interpreter_path(self.root.elf)
         if path is None:
             return None
         elf = self.fs.elf_at(path)
