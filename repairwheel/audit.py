@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .errors import NotPlatformWheelError, WheelError
+from .errors import NotPlatformWheelError, PolicyError, WheelError
 from .graph import resolve_members, roots
 from .host import HostLibrary, library_facts, read_host_libraries
-from .policy import ANDROID
+from .policy import ANDROID, get_policy
 from .scan import ElfMember, scan_elf_members
 from .target import android_policies, policies_for, settle_platform
 from .verdict import BlockerKind, MemberDeps, Verdict, decide
-from .wheel import WheelArchive
+from .wheel import WheelArchive, WheelFilename
 
 if TYPE_CHECKING:
     from .system import SystemReport
@@ -54,6 +54,24 @@ class WheelReport:
         the wheel's own tag) is reachable."""
         best = self.verdict.repair_tag
         return None if best.priority == 0 or not self.arch else best.tag(self.arch)
+
+    @property
+    def false_tags(self) -> tuple[str, ...]:
+        """manylinux/musllinux tags of the file name that no repair can make true: more
+        compatible than the best tag ``fix`` reaches. A repair keeps the tags a wheel already
+        has (as auditwheel's does), so such a claim survives it."""
+        if self.libc == ANDROID or not self.arch:
+            return ()
+        claimed = WheelFilename.parse(self.wheel).platform_tags
+        false = []
+        for tag in claimed:
+            try:
+                policy = get_policy(tag, self.arch, libc=self.libc)
+            except PolicyError:  # linux_*, another family's, or not a policy tag at all
+                continue
+            if policy.priority > self.verdict.repair_tag.priority:
+                false.append(tag)
+        return tuple(false)
 
     @property
     def external_libs(self) -> dict[str, str | None]:
@@ -102,6 +120,7 @@ class WheelReport:
             "duplicates": [list(group) for group in self.duplicates],
             "unrecorded": list(self.unrecorded),
             "ignored_files": [{"file": f, "reason": r} for f, r in self.ignored],
+            "false_tags": list(self.false_tags),
         }
 
 

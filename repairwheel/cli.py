@@ -94,7 +94,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
             archive.checking_others() as others_checked,
         ):
             report = analyze_wheel(
-                archive, ldpaths=args.ldpaths, disable_isa_ext_check=args.disable_isa_ext_check
+                archive,
+                ldpaths=args.ldpaths,
+                exclude=_excluded(args),
+                disable_isa_ext_check=args.disable_isa_ext_check,
             )
             others_checked()
             record_problems = archive.verify_record()
@@ -135,9 +138,27 @@ def _add_ldpaths(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _globs(value: str) -> list[str]:
+    """One --exclude value: a glob, or several separated by commas (empty parts ignored)."""
+    return [part for part in (p.strip() for p in value.split(",")) if part]
+
+
+def _excluded(args: argparse.Namespace) -> list[str]:
+    return [glob for value in args.exclude for glob in value]
+
+
 def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
     """The options ``show`` and ``fix`` share (auditwheel's names)."""
     _add_ldpaths(p)
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        type=_globs,
+        metavar="SONAME-GLOB[,...]",
+        help="leave libraries matching this glob (soname or path) out; repeatable, and a "
+        "comma-separated list is several (show takes it too, to preview what fix reaches)",
+    )
     p.add_argument(
         "--disable-isa-ext-check",
         action="store_true",
@@ -225,7 +246,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
                 args.wheel_dir,
                 plat=plat,
                 only_plat=args.only_plat,
-                exclude=args.exclude,
+                exclude=_excluded(args),
                 strip_symbols=args.strip,
                 lib_sdir=args.lib_sdir,
                 update_tags=args.update_tags,
@@ -303,13 +324,6 @@ def _add_fix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "--only-plat",
             action="store_true",
             help="do not also add a better tag the wheel qualifies for",
-        )
-        p.add_argument(
-            "--exclude",
-            action="append",
-            default=[],
-            metavar="SONAME-GLOB",
-            help="leave libraries matching this glob (soname or path) out; repeatable",
         )
         p.add_argument(
             "--strip", action="store_true", help="strip symbols from every ELF file written"

@@ -22,6 +22,12 @@ def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch]
     ]
     for member, why in report.ignored:
         lines.append(f"ignored: {member}: {why}")
+    for false in report.false_tags:
+        reachable = f'"{report.repair_tag}"' if report.repair_tag else "none"
+        lines.append(
+            f"warning: the file name claims {false}, which no repair can make true (the best "
+            f"tag fix reaches: {reachable}); fix keeps the tags a wheel has, so it would stay"
+        )
     for problem in record_problems:  # fatal ones first
         if problem.fatal:
             lines.append(f"error: {problem}: installers and `repairwheel fix` refuse this wheel")
