@@ -254,6 +254,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
                 ldpaths=args.ldpaths,
                 disable_isa_ext_check=args.disable_isa_ext_check,
                 allow_pure_python_wheel=args.allow_pure_python_wheel,
+                no_mangle=[glob for value in args.no_mangle for glob in value],
+                keep_rpath=args.keep_rpath,
             )
         except RepairwheelError as exc:
             if len(args.wheels) == 1 and not args.json:
@@ -348,6 +350,23 @@ def _add_fix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             metavar="LEVEL",
             help="zlib level 0-9 for changed members (default -1 = 6; env "
             "REPAIRWHEEL_ZIP_COMPRESSION_LEVEL / AUDITWHEEL_ZIP_COMPRESSION_LEVEL)",
+        )
+        p.add_argument(
+            "--no-mangle",
+            action="append",
+            default=[],
+            type=_globs,
+            metavar="SONAME-GLOB[,...]",
+            help="graft libraries matching this glob (soname or host file name) under their "
+            "own file name, without the hash; repeatable, comma-separated lists allowed",
+        )
+        p.add_argument(
+            "--keep-rpath",
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help="keep RPATH entries outside the wheel matching this glob (searched after the "
+            "grafted libraries, e.g. for dlopen); repeatable",
         )
         _add_audit_options(
             p, pure="copy a pure Python wheel to the output folder instead of failing"

@@ -9,6 +9,7 @@ inherits no DT_RUNPATH, so each grafted library that needs another one gets its 
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -164,15 +165,23 @@ def make_plan(
     policies: Sequence[Policy],
     *,
     lib_sdir: str = ".libs",
+    no_mangle: Sequence[str] = (),
+    keep_rpath: Sequence[str] = (),
 ) -> RepairPlan:
     """Work out every graft and patch for repairing ``report``'s wheel to ``policies``
-    (from :func:`choose_policies`, which guarantees every library to graft was found)."""
+    (from :func:`choose_policies`, which guarantees every library to graft was found).
+
+    Libraries whose soname or host file name matches a ``no_mangle`` glob are grafted under
+    their own file name (no hash); RPATH entries outside the wheel matching a ``keep_rpath``
+    glob are kept (after the grafted-libraries folder) instead of dropped."""
     arch = report.arch or ""
     policy = policies[0]
     check = report.verdict.check(policy)
     filename = WheelFilename.parse(report.wheel)
     lib_dir = posixpath.normpath(filename.name + lib_sdir)
-    new_names = _graft_names(check.external_libs, lib_dir, report.host_libraries)
+    new_names = _graft_names(
+        check.external_libs, lib_dir, report.host_libraries, no_mangle, report.wheel
+    )
     android = policy.libc == ANDROID
 
     patches = []
@@ -185,16 +194,14 @@ def make_plan(
             libpython = tuple(n for n in member.elf.needed if LIBPYTHON.match(n))
         if not grafted_here and not libpython:
             continue
-        replace = tuple(
-            (n, posixpath.basename(new_names[n][0])) for n in member.elf.needed if n in new_names
-        )
+        replace = _replacements(member.elf.needed, new_names)
         destination = _script_destination(member.path, filename.name)
         rpath = None
         if grafted_here:
             # bionic reads DT_RUNPATH only (patchelf --print-rpath prefers it too)
             elf = member.elf
             old = (elf.runpath or elf.rpath) if android else (elf.rpath or elf.runpath)
-            rpath = _member_rpath(member.path, destination or member.path, old, lib_dir)
+            rpath = _member_rpath(member.path, destination or member.path, old, lib_dir, keep_rpath)
         ops = PatchOps(
             replace_needed=replace,
             remove_needed=libpython,
@@ -213,10 +220,11 @@ def make_plan(
         _, source, library = new_names[sonames[0]]
         host = library.elf
         needed = host.needed
-        siblings = tuple((n, posixpath.basename(new_names[n][0])) for n in needed if n in new_names)
+        siblings = tuple(n for n in needed if n in new_names)
+        new_soname = posixpath.basename(lib_member)
         ops = PatchOps(
-            set_soname=posixpath.basename(lib_member),
-            replace_needed=siblings,
+            set_soname=None if host.soname == new_soname else new_soname,
+            replace_needed=_replacements(needed, new_names),
             rpath="$ORIGIN" if siblings else None,
             remove_rpath=not siblings and bool(host.rpath or host.runpath),
             runpath=android and bool(siblings),
@@ -233,42 +241,76 @@ def make_plan(
     )
 
 
+def _replacements(
+    needed: Sequence[str], new_names: Mapping[str, tuple[str, str, HostLibrary]]
+) -> tuple[tuple[str, str], ...]:
+    """(old, new) DT_NEEDED pairs for the grafted names in ``needed`` that change."""
+    pairs = ((n, posixpath.basename(new_names[n][0])) for n in needed if n in new_names)
+    return tuple((old, new) for old, new in pairs if old != new)
+
+
 def _graft_names(
-    external: Mapping[str, str | None], lib_dir: str, libraries: Mapping[str, HostLibrary]
+    external: Mapping[str, str | None],
+    lib_dir: str,
+    libraries: Mapping[str, HostLibrary],
+    no_mangle: Sequence[str] = (),
+    wheel: str = "",
 ) -> dict[str, tuple[str, str, HostLibrary]]:
-    """soname -> (member path, source path, library): ``libfoo-<8 hex of sha256>.so.N``.
+    """soname -> (member path, source path, library): ``libfoo-<8 hex of sha256>.so.N``, or
+    the host file name itself when a name or the file name matches a ``no_mangle`` glob.
 
     Names that reach one host file (by real path) share one member, named after the path
     whose file name is the library's own SONAME when there is one (else the first name's).
+    Two different files (by sha256) that would get one member name are refused.
     """
     by_file: dict[str, list[tuple[str, str]]] = {}
     for soname, source in sorted(external.items()):
         if source is not None:  # None is libpython: dropped, not grafted
             by_file.setdefault(os.path.realpath(source), []).append((soname, source))
-    names = {}
+    names: dict[str, tuple[str, str, HostLibrary]] = {}
     for reaching in by_file.values():
         library = graft_source(libraries, reaching[0][1])
         digest, own = library.sha256, library.elf.soname
         source = next((src for _, src in reaching if os.path.basename(src) == own), reaching[0][1])
-        base, dot, ext = os.path.basename(source).partition(".")
-        if not base.endswith(f"-{digest[:8]}"):
+        file_name = os.path.basename(source)
+        keep = any(
+            fnmatch.fnmatch(text, glob)
+            for glob in no_mangle
+            for name, src in reaching
+            for text in (name, os.path.basename(src))
+        )
+        base, dot, ext = file_name.partition(".")
+        if not keep and not base.endswith(f"-{digest[:8]}"):
             base = f"{base}-{digest[:8]}"
+        member = posixpath.join(lib_dir, base + dot + ext)
+        other = next((lib for m, _, lib in names.values() if m == member), None)
+        if other is not None and other.sha256 != digest:
+            reason = (
+                f"--no-mangle would graft two different files as {member}: "
+                f"{other.path} and {library.path}"
+            )
+            raise PolicyError(f"cannot repair {wheel}: {reason}", wheel=wheel, reason=reason)
         for soname, _ in reaching:
-            names[soname] = (posixpath.join(lib_dir, base + dot + ext), source, library)
+            names[soname] = (member, source, library)
     return names
 
 
-def _member_rpath(member: str, destination: str, old: Sequence[str], lib_dir: str) -> str:
+def _member_rpath(
+    member: str, destination: str, old: Sequence[str], lib_dir: str, keep: Sequence[str] = ()
+) -> str:
     """The member's in-wheel search entries, then the path to ``lib_dir``, all relative to
-    where the file ends up (``destination``: scripts are moved)."""
+    where the file ends up (``destination``: scripts are moved), then the entries outside the
+    wheel matching a ``keep`` glob, as they are (searched after the grafts)."""
     old_dir, new_dir = posixpath.dirname(member), posixpath.dirname(destination)
-    entries = []
+    entries, kept = [], []
     for entry in old:
         target = _in_wheel_target(entry, old_dir)
         if target is not None:
             entries.append(entry if old_dir == new_dir else _origin_path(target, new_dir))
+        elif any(fnmatch.fnmatchcase(entry, glob) for glob in keep):
+            kept.append(entry)
     entries.append(_origin_path(lib_dir, new_dir))
-    return ":".join(dict.fromkeys(entries))
+    return ":".join(dict.fromkeys(entries + kept))
 
 
 def _origin_path(target: str, directory: str) -> str:

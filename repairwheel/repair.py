@@ -76,8 +76,14 @@ def repair_wheel(
     ldpaths: str | None = None,
     disable_isa_ext_check: bool = False,
     allow_pure_python_wheel: bool = False,
+    no_mangle: Sequence[str] = (),
+    keep_rpath: Sequence[str] = (),
 ) -> RepairResult:
-    """Repair the wheel at ``path`` into ``out_dir``; the input is never modified."""
+    """Repair the wheel at ``path`` into ``out_dir``; the input is never modified.
+
+    ``no_mangle``: globs (soname or host file name) of libraries grafted under their own file
+    name, without the hash; ``keep_rpath``: globs of RPATH entries outside the wheel that are
+    kept (searched after the grafts) instead of dropped."""
     path, out = Path(path), Path(out_dir)
     check_lib_sdir(lib_sdir)
     archive = WheelArchive(path, hash_reads=True)
@@ -100,7 +106,9 @@ def repair_wheel(
         for member, why in report.ignored:
             log.warning("warning: %s: %s; it is left as it is", member, why)
         policies = choose_policies(report, plat, only_plat=only_plat)
-        plan = make_plan(report, policies, lib_sdir=lib_sdir)
+        plan = make_plan(
+            report, policies, lib_sdir=lib_sdir, no_mangle=no_mangle, keep_rpath=keep_rpath
+        )
         small = stack.enter_context(scratch(tmp, archive, report, plan))
         staged = stage(archive, report, plan, tmp, small, strip_symbols)
         patched = apply_patches(
