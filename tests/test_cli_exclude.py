@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 from pypi_wheels import unavailable
-from wheelbuild import BuiltWheel, Extension, Library, WheelSpec, build_wheel
+from wheelbuild import BuiltWheel, Extension, Library, WheelSpec, build_wheel, repairwheel_cli
 
 TWO_LIBS = WheelSpec(
     libraries=(Library("foo", 7), Library("bar", 5)),
@@ -21,15 +18,7 @@ TWO_LIBS = WheelSpec(
 )
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if "PLAT" not in k and "LD_LIBRARY" not in k}
-    return subprocess.run(
-        [sys.executable, "-m", "repairwheel", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+run = repairwheel_cli
 
 
 @pytest.fixture

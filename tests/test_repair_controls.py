@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,7 +21,9 @@ from wheelbuild import (
     install,
     make_venv,
     record_hash,
+    repairwheel_cli,
     run_python,
+    run_without_originals,
 )
 
 from repairwheel import read_elf
@@ -47,15 +48,7 @@ def _needs_gcc() -> None:
         unavailable("gcc is not installed")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if "PLAT" not in k and "LD_LIBRARY" not in k}
-    return subprocess.run(
-        [sys.executable, "-m", "repairwheel", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+cli = repairwheel_cli
 
 
 def replace_member(wheel: Path, name: str, data: bytes) -> None:
@@ -94,17 +87,11 @@ def test_no_mangle_grafts_one_library_under_its_own_name_and_both_import(
         "_one": ("libfoo.so.1",),
         "_two": ("libfoo.so.1", os.path.basename(members[0])),
     }
-    shutil.rmtree(built.lib_dir)
-    site = tmp_path / "site"
-    install(Path(result.output), site)
-    python = make_venv(tmp_path / "venv")
+    # With the build folder gone the repaired wheel loads; the unrepaired one (the control) not.
     code = "import demo._one as a, demo._two as b; print(a.value(), b.value())"
-    proc = run_python(python, site, code)
+    proc, control = run_without_originals(Path(result.output), built, code, tmp_path)
     assert (proc.returncode, proc.stdout.split()) == (0, ["7", "12"]), proc.stderr
-    # The control: the unrepaired wheel does not load without the build folder.
-    control = tmp_path / "control"
-    install(built.path, control)
-    assert run_python(python, control, code).returncode != 0
+    assert control.returncode != 0
 
 
 def test_no_mangle_refuses_two_different_files_under_one_name(tmp_path: Path) -> None:

@@ -22,10 +22,9 @@ from wheelbuild import (
     Library,
     WheelSpec,
     build_wheel,
-    install,
-    make_venv,
     record_hash,
-    run_python,
+    repairwheel_cli,
+    run_without_originals,
 )
 
 from repairwheel.elf import read_elf
@@ -40,16 +39,7 @@ TWO_NAMES = WheelSpec(
 GLIBC_WHEEL = BUNDLED_DIR / "glibc" / "testsimple-0.0.1-cp313-cp313-linux_x86_64.whl"
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if "PLAT" not in k and "LD_LIBRARY" not in k}
-    return subprocess.run(
-        [sys.executable, "-m", "repairwheel", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
+cli = repairwheel_cli
 
 
 def rezip(wheel: Path, replaced: dict[str, bytes]) -> None:
@@ -102,18 +92,12 @@ def test_two_names_for_one_host_file_graft_it_once_and_both_import(
     assert libs == [graft.member]
     new_name = os.path.basename(graft.member)
     assert needed == {"_one": (new_name,), "_two": (new_name,)}
-    # Installed with the build folder gone, both modules load the one grafted copy.
-    shutil.rmtree(two_names.lib_dir)
-    site = tmp_path / "site"
-    install(Path(result.output), site)
-    python = make_venv(tmp_path / "venv")
+    # Installed with the build folder gone, both modules load the one grafted copy; the
+    # unrepaired wheel (the control) does not load.
     code = "import demo._one as a, demo._two as b; print(a.value(), b.value())"
-    proc = run_python(python, site, code)
+    proc, control = run_without_originals(Path(result.output), two_names, code, tmp_path)
     assert (proc.returncode, proc.stdout.split()) == (0, ["7", "7"]), proc.stderr
-    # The control: the unrepaired wheel does not load without the build folder.
-    control = tmp_path / "control"
-    install(two_names.path, control)
-    assert run_python(python, control, code).returncode != 0
+    assert control.returncode != 0
 
 
 def test_a_tag_of_the_other_libc_is_named_as_such(tmp_path: Path) -> None:

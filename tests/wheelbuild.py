@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -343,3 +344,30 @@ def run_python(
             cwd=cwd,
             check=False,
         )
+
+
+def repairwheel_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m repairwheel ARGS`` without the caller's target-tag and search-path variables."""
+    env = {k: v for k, v in os.environ.items() if "PLAT" not in k and "LD_LIBRARY" not in k}
+    return subprocess.run(
+        [sys.executable, "-m", "repairwheel", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def run_without_originals(
+    repaired: Path, original: BuiltWheel, code: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """Delete the libraries' build folder, install the repaired and the original wheel into
+    their own folders and run ``code`` against each in a fresh venv: (repaired, control)."""
+    shutil.rmtree(original.lib_dir)
+    python = make_venv(tmp_path / "venv")
+    runs = []
+    for name, wheel in (("site", repaired), ("control", original.path)):
+        install(wheel, tmp_path / name)
+        runs.append(run_python(python, tmp_path / name, code))
+    return runs[0], runs[1]
