@@ -59,10 +59,7 @@ DEVIATIONS: dict[str, Deviation] = {
 
 
 def recorded() -> dict[str, dict[str, Any]]:
-    """Wheel path relative to the bundled folder -> what auditwheel said of it.
-
-    Empty when the bundled folder is absent (a checkout without ``shared/``).
-    """
+    """Wheel path relative to the bundled folder -> what auditwheel said of it."""
     if not RECORDING.is_file():
         return {}
     data: dict[str, dict[str, Any]] = json.loads(RECORDING.read_text())

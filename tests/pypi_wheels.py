@@ -194,10 +194,7 @@ AUDIT_PINNED: tuple[PypiWheel, ...] = (
 
 
 def bundled_wheels() -> list[Path]:
-    """The wheels of auditwheel's test suite kept in ``shared/`` beside the project, sorted.
-
-    Empty when that folder is absent (a checkout without ``shared/``).
-    """
+    """The wheels of auditwheel's test suite kept in ``tests/data/auditwheel-bundled/``, sorted."""
     return sorted(BUNDLED_DIR.rglob("*.whl"))
 
 

@@ -117,18 +117,21 @@ class LoaderRules(abc.ABC):
     def object_dirs(self, obj: Loaded, step: Step) -> tuple[SearchDir, ...]:
         """The directories ``obj``'s DT_RPATH or DT_RUNPATH (``step``) adds, expanded."""
 
-    @abc.abstractmethod
     def expand_environment(self, entry: str, root: Loaded) -> str | None:
-        """An LD_LIBRARY_PATH entry as searched; None drops it."""
+        """An LD_LIBRARY_PATH entry as searched; None drops it. By default taken literally
+        (musl and bionic expand nothing there)."""
+        return entry
 
-    @abc.abstractmethod
     def is_relative(self, name: str, loader: Loaded) -> bool:
         """Whether the DT_NEEDED path ``name`` is opened relative to the working directory
-        of the program at run time (which no check can know)."""
+        of the program at run time (which no check can know): by default, any path that is
+        not absolute."""
+        return not name.startswith("/")
 
-    @abc.abstractmethod
     def open_path(self, name: str, loader: Loaded) -> str | None:
-        """The file the DT_NEEDED path ``name`` of ``loader`` opens; None: nothing."""
+        """The file the DT_NEEDED path ``name`` of ``loader`` opens; None: nothing. By
+        default the path as written (under the sysroot)."""
+        return self.absolute(name, name)
 
     def env_dirs(self, root: Loaded) -> tuple[SearchDir, ...]:
         """The directories of :attr:`Lists.ENVIRONMENT`, for a resolution of ``root``."""
@@ -335,15 +338,6 @@ class MuslRules(LoaderRules):
             dirs.append(SearchDir(d, step, entry, obj.path))
         return tuple(dirs)
 
-    def expand_environment(self, entry: str, root: Loaded) -> str | None:
-        return entry
-
-    def is_relative(self, name: str, loader: Loaded) -> bool:
-        return not name.startswith("/")
-
-    def open_path(self, name: str, loader: Loaded) -> str | None:
-        return self.absolute(name, name)
-
 
 class AndroidRules(LoaderRules):
     """Android's bionic linker (``linker/linker.cpp``, ``open_library``, ``load_library``).
@@ -398,15 +392,6 @@ class AndroidRules(LoaderRules):
             expanded = _BIONIC_DST.sub(lambda m: values[m.group(1) or m.group(2)], entry)
             dirs.append(SearchDir(self.absolute(expanded, entry), step, entry, obj.path))
         return tuple(dirs)
-
-    def expand_environment(self, entry: str, root: Loaded) -> str | None:
-        return entry
-
-    def is_relative(self, name: str, loader: Loaded) -> bool:
-        return not name.startswith("/")
-
-    def open_path(self, name: str, loader: Loaded) -> str | None:
-        return self.absolute(name, name)
 
     def interpreter_path(self, root: ElfFile) -> str | None:
         return None  # /system/bin/linker64 is on the device
