@@ -1,8 +1,9 @@
 """cffi build script for the private ``repairwheel._elfcore`` module (API mode).
 
-The declarations are read from the marked region of ``csrc/elfcore.h`` so that
-the header is their only copy. It lives beside the C sources, outside the package: it
-builds the module from an sdist or a checkout and is never installed.
+The declarations are read from the marked regions of ``csrc/elfcore.h`` (the reader)
+and ``csrc/elfpatch.h`` (the patcher) so that the headers are their only copy. It lives
+beside the C sources, outside the package: it builds the module from an sdist or a
+checkout and is never installed.
 """
 
 from __future__ import annotations
@@ -16,21 +17,27 @@ from cffi import FFI
 CSRC = pathlib.Path(__file__).resolve().parent
 
 
+HEADERS = ("elfcore.h", "elfpatch.h")
+
+
 def _cdef() -> str:
-    header = (CSRC / "elfcore.h").read_text()
-    match = re.search(r"/\* BEGIN CDEF \*/(.*)/\* END CDEF \*/", header, re.S)
-    if match is None:
-        raise RuntimeError("csrc/elfcore.h lacks its BEGIN/END CDEF markers")
-    return match.group(1)
+    parts = []
+    for name in HEADERS:
+        text = (CSRC / name).read_text()
+        match = re.search(r"/\* BEGIN CDEF \*/(.*)/\* END CDEF \*/", text, re.S)
+        if match is None:
+            raise RuntimeError(f"csrc/{name} lacks its BEGIN/END CDEF markers")
+        parts.append(match.group(1))
+    return "\n".join(parts)
 
 
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
     "repairwheel._elfcore",
-    '#include "elfcore.h"',
+    "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools refuses absolute source paths; the build runs from the project root.
-    sources=[os.path.relpath(CSRC / "elfcore.c")],
+    sources=[os.path.relpath(CSRC / name) for name in ("elfcore.c", "elfpatch.c")],
     include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
 )

@@ -11,6 +11,8 @@
  */
 #include "elfcore.h"
 
+#include "elfbytes.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,17 +196,7 @@ static int in_range(const parser *p, uint64_t off, uint64_t size)
 
 static uint64_t get_u(const parser *p, uint64_t off, int width)
 {
-    const uint8_t *b = p->buf + off;
-    uint64_t v = 0;
-    int i;
-    if (p->big) {
-        for (i = 0; i < width; i++)
-            v = (v << 8) | b[i];
-    } else {
-        for (i = width - 1; i >= 0; i--)
-            v = (v << 8) | b[i];
-    }
-    return v;
+    return rw_load(p->buf + off, p->big, width);
 }
 
 static int rd(const parser *p, uint64_t off, int width, uint64_t *v)

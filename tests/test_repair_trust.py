@@ -29,7 +29,7 @@ from wheelbuild import (
 
 from repairwheel.elf import read_elf
 from repairwheel.errors import PolicyError
-from repairwheel.patch import find_patchelf
+from repairwheel.patchelf import find_patchelf
 from repairwheel.repair import repair_wheel
 
 TWO_NAMES = WheelSpec(
