@@ -190,6 +190,9 @@ class Patcher(Protocol):
     @property
     def batch_size(self) -> int: ...  # files handed to one patch() call
 
+    @property
+    def parallel(self) -> bool: ...  # batches run on a thread pool (else in the caller)
+
     def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
         """Apply ``ops`` to each of ``paths``; a failure is a PatchError naming the file
         (``names`` maps each path to its name in messages)."""
@@ -201,6 +204,7 @@ class NonePatcher:
 
     name: str = "none"
     batch_size: int = 1 << 30
+    parallel: bool = False
 
     def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
         raise PatchError(
@@ -247,23 +251,28 @@ def apply_patches(
     workers: int | None = None,
     strip_first: bool = False,
     display_names: Mapping[Path, str] | None = None,
+    known: Mapping[Path, ElfFile] | None = None,
 ) -> list[PatchReport]:
     """Patch every file, in parallel, and verify each result.
 
     Files needing the same operations (a wheel of many extensions in one folder) go to the
-    patcher together, up to its batch size at a time. ``display_names`` maps a job's path to
+    patcher together, up to its batch size at a time, the batches in parallel for a patcher
+    that runs external processes. ``display_names`` maps a job's path to
     the name errors use (e.g. its path inside the wheel). Once a batch fails, the batches not
     yet started are cancelled and the running ones finish; then the error of the first failed
-    batch, in job order, is raised (PatchError). Reports come back in job order.
+    batch, in job order, is raised (PatchError). Reports come back in job order. ``known``
+    holds facts already read of some files as they are (the audit's), so they are not read
+    again before patching; with ``strip_first`` every file is read after stripping.
     """
-    paths = [Path(path).resolve() for path, _ in jobs]
-    if len(set(paths)) != len(paths):
+    files = [os.stat(path) for path, _ in jobs]
+    if len({(f.st_dev, f.st_ino) for f in files}) != len(files):
         raise ValueError("a file appears in more than one job")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     if not jobs:
         return []
     names = display_names or {}
+    facts = {} if strip_first or known is None else known
     groups: dict[PatchOps, list[Path]] = {}
     for path, ops in jobs:
         groups.setdefault(ops, []).append(path)
@@ -273,9 +282,14 @@ def apply_patches(
         for ops, files in groups.items()
         for i in range(0, len(files), size)
     ]
-    with ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(batches))) as pool:
+    threads = min(workers or os.cpu_count() or 1, len(batches)) if patcher.parallel else 1
+    if threads == 1:  # the work is Python's: threads would only contend for the GIL
+        done = [_patch_batch(patcher, b, ops, names, strip_first, facts) for ops, b in batches]
+        reports = {report.path: report for batch in done for report in batch}
+        return [reports[Path(path)] for path, _ in jobs]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         futures = [
-            pool.submit(_patch_batch, patcher, files, ops, names, strip_first)
+            pool.submit(_patch_batch, patcher, files, ops, names, strip_first, facts)
             for ops, files in batches
         ]
         try:
@@ -296,6 +310,7 @@ def _patch_batch(
     ops: PatchOps,
     names: Mapping[Path, str],
     strip_first: bool,
+    known: Mapping[Path, ElfFile],
 ) -> list[PatchReport]:
     shown = {path: names.get(path) or os.fspath(path) for path in paths}
     if strip_first:
@@ -304,7 +319,7 @@ def _patch_batch(
     before = {}
     for path in paths:
         try:
-            before[path] = read_elf(path, name=shown[path])
+            before[path] = known.get(path) or read_elf(path, name=shown[path])
         except ElfError as exc:
             raise PatchError(f"cannot patch {exc}") from exc
     sizes = {path: os.path.getsize(path) for path in paths}

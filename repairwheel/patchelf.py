@@ -33,6 +33,7 @@ class Patchelf:
     version: tuple[int, ...]
     name: str = "patchelf"
     batch_size: int = 64  # process start-up, not patching, is the cost for small files
+    parallel: bool = True
 
     def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
         """One process for all of ``paths``; if it fails, one per file to name the culprit

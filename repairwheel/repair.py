@@ -118,7 +118,11 @@ def repair_wheel(
         small = stack.enter_context(scratch(tmp, archive, report, plan))
         staged = stage(archive, report, plan, tmp, small, strip_symbols)
         patched = apply_patches(
-            elf_patcher, staged.jobs, strip_first=strip_symbols, display_names=staged.names
+            elf_patcher,
+            staged.jobs,
+            strip_first=strip_symbols,
+            display_names=staged.names,
+            known=staged.facts,
         )
         for r in patched:
             log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)

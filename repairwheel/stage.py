@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audit import WheelReport
+from .elf import ElfFile
 from .errors import ResourceError
 from .patch import PatchOps, strip
 from .plan import RepairPlan
@@ -36,6 +37,7 @@ class Staged:
     files: dict[str, Path] = field(default_factory=dict)  # output member name -> staged file
     jobs: list[tuple[Path, PatchOps]] = field(default_factory=list)  # what patchelf does
     names: dict[Path, str] = field(default_factory=dict)  # staged file -> name in messages
+    facts: dict[Path, ElfFile] = field(default_factory=dict)  # the audit's read of a staged file
 
 
 @contextlib.contextmanager
@@ -92,8 +94,12 @@ def stage(
         staged.names[file] = name
         return file
 
+    audited = {m.path: m.elf for m in report.members}
     for patch in plan.patches:
-        staged.jobs.append((stage_member(patch.member), patch.ops))
+        file = stage_member(patch.member)
+        staged.jobs.append((file, patch.ops))
+        if patch.member in audited:
+            staged.facts[file] = audited[patch.member]
     for graft in plan.grafts:
         try:
             size = os.path.getsize(graft.source)

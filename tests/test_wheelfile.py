@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import mmap
 import os
 import shutil
 import stat
@@ -679,3 +680,31 @@ def test_parallel_deflate_blocks_form_one_stream(tmp_path: Path) -> None:
     stream = raw_streams(out)["demo/blocks.txt"]
     assert zlib.decompress(stream, -zlib.MAX_WBITS) == data
     assert len(stream) < len(data) * 3 // 4
+
+
+@pytest.mark.parametrize("source", ["bytes", "mmap"])
+def test_streamed_member_is_byte_identical_to_a_compressed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """Big members are compressed as they are written (memory stays flat) and their header
+    filled in afterwards: the wheel must be the one the in-memory path writes."""
+    data = (os.urandom(1 << 16).hex().encode() * 50)[: 5 * (1 << 20) + 4321]
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(data)
+    outputs = []
+    for stream_min in (1 << 40, 1):
+        monkeypatch.setattr(zipwrite, "STREAM_MIN", stream_min)
+        out = tmp_path / str(stream_min) / NAME
+        out.parent.mkdir()
+        with WheelWriter(out, DIST) as writer, raw.open("rb") as fh:
+            if source == "mmap":
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    writer.add("demo/big.bin", mapped, mode=0o755)
+            else:
+                writer.add("demo/big.bin", data, mode=0o755)
+            writer.add("demo/small.py", b"x = 1\n")
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    with WheelArchive(tmp_path / "1" / NAME) as wheel:
+        assert wheel.read("demo/big.bin") == data
+    assert unzip_ok(tmp_path / "1" / NAME)

@@ -17,7 +17,7 @@ from ..errors import UsageError, WheelError
 from .archive import WheelArchive
 from .records import RecordHash, RecordRow, write_record
 from .zipread import CHUNK, Bytes, DateTime, RawEntry, StrPath, resource_error, unsafe_name
-from .zipwrite import NEW_MEMBER_TIME, ZipWriter, compressed, dos_date_time
+from .zipwrite import NEW_MEMBER_TIME, ZipWriter, compressed, dos_date_time, streams
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,15 @@ class WheelWriter:
         if reason is not None:
             raise WheelError(f"{self.path.name}: cannot add {name!r}: {reason}")
         self._claim(name)
-        entry = compressed(
-            name, data, level=level, mode=mode, date_time=date_time or NEW_MEMBER_TIME
-        )
+        when = date_time or NEW_MEMBER_TIME
+        if level != 0 and streams(len(data)) and not self._deferred_name(name):
+            with self._writing() as out:
+                member, sha256 = out.write_deflated(
+                    name, data, level=level, mode=mode, date_time=when
+                )
+            self._rows.append(RecordRow(name, RecordHash.from_hasher(sha256), member.file_size))
+            return
+        entry = compressed(name, data, level=level, mode=mode, date_time=when)
         digest = RecordHash.of(data)
         self._schedule(name, lambda: self._write(entry, digest))
 
@@ -151,8 +157,11 @@ class WheelWriter:
             raise WheelError(f"{self.path.name}: duplicate member {name!r}")
         self._names.add(name)
 
+    def _deferred_name(self, name: str) -> bool:
+        return name.startswith(f"{self.dist_info}/")
+
     def _schedule(self, name: str, write: Callable[[], None]) -> None:
-        if name.startswith(f"{self.dist_info}/"):
+        if self._deferred_name(name):
             self._deferred.append(write)
         else:
             write()

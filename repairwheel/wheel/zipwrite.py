@@ -6,13 +6,20 @@ Nothing here knows about wheels; :mod:`.writer` builds the wheel layer on top.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import mmap
 import os
 import stat
 import struct
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO, Callable
 
 from .._zlib import zlib
 from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawEntry
@@ -31,6 +38,7 @@ _DEFLATE_OPTIONS = 0x6  # the flag bits kept from a copied member: deflate's spe
 _DOS_EPOCH_RANGE = (315532800, 4354819198)  # 1980-01-01 .. 2107-12-31, what DOS dates can hold
 _DEFLATE_BLOCK = 1 << 20
 _WINDOW = 1 << 15
+STREAM_MIN = 8 << 20  # members from this size on are compressed as they are written
 
 
 class ZipWriter:
@@ -50,28 +58,37 @@ class ZipWriter:
     def write(self, entry: RawEntry) -> None:
         """Write one member: its local header, its compressed bytes as they are, and keep its
         central-directory record for :meth:`finish`."""
-        member = entry.member
-        raw_name = member.name.encode("utf-8")
+        offset = self._offset
+        self._emit(self._local_header(entry.member))
+        for piece in entry.chunks:
+            self._emit(piece)
+        self._central.append(self._central_record(entry.member, offset))
+
+    def _shared(self, member: Member) -> tuple[int, int, int, int, int]:
+        """The fields both headers hold: flags, method, time, date, CRC."""
         flags = (member.flags & _DEFLATE_OPTIONS) | (0 if member.name.isascii() else UTF8_NAME)
         dos_date, dos_time = _dos(self._date_time or member.date_time)
-        offset = self._offset
+        return (flags, member.compress_type, dos_time, dos_date, member.crc)
+
+    def _local_header(self, member: Member) -> bytes:
+        raw_name = member.name.encode("utf-8")
         sizes = (member.file_size, member.compress_size)
         zip64 = max(sizes) >= _ZIP64_LIMIT
-        version = 45 if zip64 else 20
         extra = struct.pack("<2H2Q", 1, 16, *sizes) if zip64 else b""
-        shared = (flags, member.compress_type, dos_time, dos_date, member.crc)  # both headers'
         local = LOCAL_HEADER.pack(
             b"PK\x03\x04",
-            version,
-            *shared,
+            45 if zip64 else 20,
+            *self._shared(member),
             _IN_ZIP64 if zip64 else member.compress_size,
             _IN_ZIP64 if zip64 else member.file_size,
             len(raw_name),
             len(extra),
         )
-        self._emit(local + raw_name + extra)
-        for piece in entry.chunks:
-            self._emit(piece)
+        return local + raw_name + extra
+
+    def _central_record(self, member: Member, offset: int) -> bytes:
+        raw_name = member.name.encode("utf-8")
+        sizes = (member.file_size, member.compress_size)
         large = [value for value in (*sizes, offset) if value >= _ZIP64_LIMIT]
         extra = struct.pack(f"<2H{len(large)}Q", 1, 8 * len(large), *large) if large else b""
         version = 45 if large else 20
@@ -81,7 +98,7 @@ class ZipWriter:
             member.create_system,
             version,
             0,
-            *shared,
+            *self._shared(member),
             _cap(member.compress_size),
             _cap(member.file_size),
             len(raw_name),
@@ -92,7 +109,44 @@ class ZipWriter:
             member.external_attr,
             _cap(offset),
         )
-        self._central.append(central + raw_name + extra + member.comment)
+        return central + raw_name + extra + member.comment
+
+    def write_deflated(
+        self, name: str, data: Bytes, *, level: int, mode: int, date_time: DateTime
+    ) -> tuple[Member, hashlib._Hash]:
+        """Write ``data`` as a new deflated member while it is compressed, block by block, and
+        return its header and sha256: the local header is written first and its CRC and
+        compressed size filled in afterwards, so the output is the bytes write() would give
+        for the same member. For members whose sizes cannot reach zip64 (``streams``)."""
+        if not streams(len(data)):
+            raise ValueError("write_deflated() is for members below the zip64 limit")
+        crc, sha256 = 0, hashlib.sha256()
+
+        def consumed(block: memoryview) -> None:
+            nonlocal crc
+            crc = zlib.crc32(block, crc)
+            sha256.update(block)
+
+        member = Member(
+            name=name,
+            compress_type=zipfile.ZIP_DEFLATED,
+            crc=0,
+            compress_size=0,
+            file_size=len(data),
+            date_time=date_time,
+            external_attr=(stat.S_IFREG | stat.S_IMODE(mode)) << 16,
+        )
+        start = self._offset
+        self._emit(self._local_header(member))
+        body = self._offset
+        for piece in _deflate_blocks(data, level, consumed):
+            self._emit(piece)
+        member = dataclasses.replace(member, crc=crc, compress_size=self._offset - body)
+        self._out.seek(start)
+        self._out.write(self._local_header(member))
+        self._out.seek(self._offset)
+        self._central.append(self._central_record(member, start))
+        return member, sha256
 
     def finish(self) -> None:
         """Write the central directory and the end records (zip64 ones when needed)."""
@@ -133,6 +187,13 @@ def compressed(
     return RawEntry(member, iter(chunks))
 
 
+def streams(size: int) -> bool:
+    """True if a member of ``size`` bytes can be written while it is compressed: big enough
+    for that to matter, and its compressed size cannot reach zip64 (deflate adds at most a
+    few bytes per 16 KiB)."""
+    return STREAM_MIN <= size and size + size // 256 + (1 << 16) < _ZIP64_LIMIT
+
+
 def deflate(data: Bytes, level: int) -> list[bytes]:
     """Raw-deflate ``data`` in 1 MiB blocks compressed in parallel, the way pigz does.
 
@@ -140,7 +201,17 @@ def deflate(data: Bytes, level: int) -> list[bytes]:
     concatenated blocks form one valid stream. The result depends only on the data and the
     level, never on the number of threads; zlib releases the GIL while it compresses.
     """
+    return list(_deflate_blocks(data, level, lambda block: None))
+
+
+def _deflate_blocks(
+    data: Bytes, level: int, consumed: Callable[[memoryview], None]
+) -> Iterator[bytes]:
+    """deflate()'s blocks in order, at most two per thread in flight; ``consumed`` sees each
+    input block, in order, once its output is ready (to hash it), and a mapped file's pages
+    are released after that, so a 400 MB member costs a few MB of memory, not 400."""
     view = memoryview(data)
+    release = getattr(data, "madvise", None)
 
     def block(start: int) -> bytes:
         end = start + _DEFLATE_BLOCK
@@ -151,9 +222,27 @@ def deflate(data: Bytes, level: int) -> list[bytes]:
 
     starts = range(0, max(len(data), 1), _DEFLATE_BLOCK)
     if len(starts) == 1:
-        return [block(0)]
-    with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
-        return list(pool.map(block, starts))
+        consumed(view)
+        yield block(0)
+        return
+    threads = min(len(starts), os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[tuple[int, Future[bytes]]] = deque()
+        ahead = iter(starts)
+        for start in itertools.islice(ahead, 2 * threads):
+            pending.append((start, pool.submit(block, start)))
+        while pending:
+            start, future = pending.popleft()
+            out = future.result()
+            consumed(view[start : start + _DEFLATE_BLOCK])
+            if release is not None and start >= _WINDOW:
+                # the next blocks' windows may still fault these pages back in: harmless
+                low = (start - _WINDOW) // mmap.PAGESIZE * mmap.PAGESIZE
+                with contextlib.suppress(OSError, ValueError):
+                    release(mmap.MADV_DONTNEED, low, min(_DEFLATE_BLOCK, len(data) - low))
+            for following in itertools.islice(ahead, 1):
+                pending.append((following, pool.submit(block, following)))
+            yield out
 
 
 def dos_date_time(epoch: int) -> DateTime:
