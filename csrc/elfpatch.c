@@ -69,6 +69,9 @@
 #define DT_AUXILIARY 0x7ffffffdu
 #define DT_FILTER 0x7fffffffu
 #define NEW_NONE ((size_t)-1)
+/* The most zeros an executable whose program headers move is padded with (its segments'
+   memory past the file: a few pages in real files). */
+#define MAX_PADDING ((uint64_t)64 << 20)
 
 typedef struct {
     uint32_t type, flags;
@@ -624,6 +627,10 @@ static int edit_verneed(pctx *p, const rw_patch_ops *ops, int *complete)
         vn_file = get(p, off + 4, 4);
         vn_aux = get(p, off + 8, 4);
         vn_next = get(p, off + 12, 4);
+        /* records and aux entries are 16 bytes: nearer ones overlap, and renaming one
+           vn_file would rewrite its neighbour */
+        if ((vn_cnt && vn_aux < 16) || (vn_next && vn_next < 16))
+            goto malformed;
         if ((file = str_at(p, vn_file)) == NULL)
             goto malformed;
         if ((r = find_name(file, ops->replace_old, ops->n_replace)) >= 0) {
@@ -835,21 +842,26 @@ static int free_regions(pctx *p, region **out, size_t *n_out)
     const uint8_t *t = p->buf + p->str_off;
     region *r;
     size_t i, n = 0;
+    uint64_t walked = 0; /* the end of the last string walked, plus one */
     *out = NULL;
     *n_out = 0;
     if (!p->refs_complete || p->n_dropped == 0)
         return 0;
-    qsort(p->refs, p->n_refs, sizeof(uint64_t), cmp_u64);
+    if (p->n_refs) /* refs is NULL when nothing refers to the table any more */
+        qsort(p->refs, p->n_refs, sizeof(uint64_t), cmp_u64);
+    /* in order, so that each string is walked once however many entries dropped it */
+    qsort(p->dropped, p->n_dropped, sizeof(uint64_t), cmp_u64);
     if ((r = calloc(p->n_dropped, sizeof(region))) == NULL)
         return nomem(p);
     for (i = 0; i < p->n_dropped; i++) {
         uint64_t start = p->dropped[i], end = start;
-        if (start >= p->str_size)
+        if (start >= p->str_size || start < walked)
             continue;
         while (start > 0 && t[start - 1] != 0)
             start--;
         while (end < p->str_size && t[end] != 0)
             end++;
+        walked = end + 1;
         if (start == 0 || end >= p->str_size || referenced(p, start, end))
             continue;
         r[n].start = r[n].used = start;
@@ -1004,6 +1016,9 @@ static int phdr_slot_free(const pctx *p)
     }
     if (start < p->ehsize || (p->shoff < end && start < p->shoff + p->shnum * p->shentsize))
         return 0;
+    /* nor the dynamic table, where p_vaddr maps it (p_offset may say otherwise) */
+    if (p->dyn_off < end && start < p->dyn_off + p->ph[p->dyn_ph].filesz)
+        return 0;
     return mapped;
 }
 
@@ -1127,6 +1142,16 @@ static void plan_head_move(const pctx *p, head_block *b)
     }
     if (end == start)
         return;
+    /* the dynamic table is rewritten where it is: it can neither move with the block nor lie
+       under the new program header, by PT_DYNAMIC's p_offset or where its p_vaddr maps (a
+       range inside the file, so the sum cannot wrap) */
+    {
+        const phdr *d = &p->ph[p->dyn_ph];
+        uint64_t room = end > start + p->phentsize ? end : start + p->phentsize;
+        if ((d->offset >= start && d->offset < end) ||
+            (p->dyn_off < room && start < p->dyn_off + d->filesz))
+            return;
+    }
     b->vstart = start - fl->offset + fl->vaddr;
     vend = b->vstart + (end - start);
     for (k = 0; k < p->n_ndyn; k++) {
@@ -1245,6 +1270,9 @@ static int place_segment(pctx *p, layout *l, int move_dyn, uint64_t slots, int m
         l->vaddr = l->off + first_delta;
         if (l->vaddr < top)
             overflow = 1;
+        else if (l->off - base > MAX_PADDING)
+            return fail(p, "moving the program headers of this executable would pad it by "
+                        "%llu bytes", (unsigned long long)(l->off - base));
     } else {
         l->off = base;
         l->vaddr = top + (base & (align - 1));

@@ -103,7 +103,7 @@ static void parse_once(const uint8_t *data, size_t size, int options)
         abort();
 }
 
-static void fuzz_check(const uint8_t *data, size_t size)
+static inline void fuzz_check(const uint8_t *data, size_t size) /* inline: not every user calls it */
 {
     parse_once(data, size, 0);
     parse_once(data, size, RW_WANT_SYMBOLS);

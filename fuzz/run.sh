@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
-# Fuzz the C ELF core (csrc/elfcore.c) with libFuzzer + ASan + UBSan.
+# Fuzz the C ELF core (csrc/elfcore.c, the reader; csrc/elfpatch.c, the patcher) with
+# libFuzzer + ASan + UBSan.
 #
 #   bash fuzz/run.sh [SECONDS] [libFuzzer flags...]   fuzz for SECONDS in all (default 120)
 #   bash fuzz/run.sh --make-seeds                     rebuild fuzz/seeds/ with gcc
 #
-# Two targets, each built native and -m32 (i386 compiler-rt, in Debian's
+# Three targets, each built native and -m32 (i386 compiler-rt, in Debian's
 # libclang-rt-14-dev):
-#   fuzz_elfcore  raw bytes (-max_len=65536), corpus from fuzz/seeds/ and tests/data/fuzz/;
-#   fuzz_elfgen   structure-aware: the input is a recipe that csrc/fuzz_elfgen.c turns
-#                 into an ELF skeleton (many dynamic entries at shared long strings,
-#                 version chains, hash tables that lie...), corpus from fuzz/recipes/.
+#   fuzz_elfcore   raw bytes (-max_len=65536), parsed, then patched with fixed ops; corpus
+#                  from fuzz/seeds/ and tests/data/fuzz/ (but its *.recipe);
+#   fuzz_elfgen    structure-aware: the input is a recipe that csrc/fuzz_elfgen.h turns
+#                  into an ELF skeleton (many dynamic entries at shared long strings,
+#                  version chains, hash tables that lie...), parsed;
+#   fuzz_elfpatch  the same recipes, whose tails also say how to lay the file out and how
+#                  to patch it; the patched file is checked (csrc/fuzz_patch_check.h).
+#                  The recipe targets' corpora start from fuzz/recipes/ and
+#                  tests/data/fuzz/*.recipe.
 # Every run first replays fuzz/seeds/, tests/data/fuzz/ and fuzz/recipes/ file by file
 # (no truncation) under each build, then fuzzes native for 60% of SECONDS and -m32 for
-# the rest, the two targets of a build side by side (2 cores).
+# the rest, on 2 cores: fuzz_elfpatch for the whole of a build's time beside fuzz_elfgen
+# then fuzz_elfcore for half of it each.
 #
 # Build products and the working corpora live in $FUZZ_WORK (default build/fuzz,
 # which git ignores), so the corpora grow across runs.  Exits non-zero on any crash,
-# sanitizer report, leak, timeout or out-of-memory, leaving the input in
-# $FUZZ_WORK/artifacts/.  FUZZ_M32=0 skips the -m32 builds; FUZZ_M32=auto (the
+# sanitizer report, leak, timeout, out-of-memory or patch invariant violation, leaving the
+# input in $FUZZ_WORK/artifacts/.  FUZZ_M32=0 skips the -m32 builds; FUZZ_M32=auto (the
 # default) skips them with a warning when the compiler cannot link them.
 set -euo pipefail
 
@@ -26,9 +33,10 @@ work="${FUZZ_WORK:-$root/build/fuzz}"
 cc="${CC:-clang}"
 
 # Seeds: small libraries built here (64- and 32-bit, versioned, with and without
-# section headers, with many version needs, an executable, a relocatable object)
-# plus stripped foreign builds (big-endian s390x, armv7l, riscv64, mips64el,
-# Android) from the bundled test wheels.  Named *.elf: .gitignore drops *.so and *.o.
+# section headers, with many version needs, an executable, a relocatable object),
+# stripped foreign builds (big-endian s390x, armv7l, riscv64, mips64el, Android) from
+# the bundled test wheels, and gen-NAME.elf, the file each fuzz/recipes/NAME.bin makes.
+# Named *.elf: .gitignore drops *.so and *.o.
 make_seeds() {
     local out="$root/fuzz/seeds" tmp wheels
     wheels="${WHEELS:-$root/tests/data/auditwheel-bundled}"
@@ -105,6 +113,12 @@ EOF
         unzip -q -j "$whl" '*.so' -d "$tmp/so"
         llvm-strip --strip-all "$tmp"/so/*.so -o "$out/${pair%%:*}.elf"
     done
+    gcc -O1 -std=c99 -I"$root/csrc" -DELFGEN_MAIN "$root/csrc/elfcore.c" \
+        "$root/csrc/elfpatch.c" "$root/csrc/fuzz_elfgen.c" -o "$tmp/elfgen"
+    local recipe
+    for recipe in "$root"/fuzz/recipes/*.bin; do
+        "$tmp/elfgen" "$recipe" "$out/gen-$(basename "$recipe" .bin).elf" >/dev/null
+    done
     ls -l "$out"
 }
 
@@ -119,7 +133,7 @@ if [[ ! "$seconds" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 shift || true
-mkdir -p "$work/corpus" "$work/corpus-gen" "$work/artifacts"
+mkdir -p "$work/corpus" "$work/corpus-gen" "$work/corpus-patch" "$work/artifacts"
 flags=(-g -O1 -std=c99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
     -I"$root/csrc")
 m32="${FUZZ_M32:-auto}"
@@ -135,31 +149,42 @@ if [[ "$m32" == auto ]]; then
 fi
 builds=(native)
 [[ "$m32" == 1 ]] && builds+=(m32)
+# The C sources each target links besides its own.
+declare -A sources=([elfcore]="elfcore.c elfpatch.c" [elfgen]="elfcore.c"
+    [elfpatch]="elfcore.c elfpatch.c")
 pids=()
 for build in "${builds[@]}"; do
     arch=()
     [[ "$build" == m32 ]] && arch=(-m32)
-    for target in elfcore elfgen; do
-        "$cc" "${arch[@]}" "${flags[@]}" "$root/csrc/elfcore.c" "$root/csrc/fuzz_$target.c" \
+    for target in elfcore elfgen elfpatch; do
+        srcs=()
+        for src in ${sources[$target]}; do srcs+=("$root/csrc/$src"); done
+        "$cc" "${arch[@]}" "${flags[@]}" "${srcs[@]}" "$root/csrc/fuzz_$target.c" \
             -o "$work/fuzz_${target}_$build" &
         pids+=($!)
     done
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
-cp "$root"/fuzz/seeds/* "$work/corpus/"
-if compgen -G "$root/tests/data/fuzz/*" >/dev/null; then
-    cp "$root"/tests/data/fuzz/* "$work/corpus/"
-fi
-cp "$root"/fuzz/recipes/* "$work/corpus-gen/"
+# Committed inputs: raw ELF files, and recipes (*.recipe in tests/data/fuzz/).
+raw_inputs=("$root"/fuzz/seeds/*)
+recipes=("$root"/fuzz/recipes/*)
+for f in "$root"/tests/data/fuzz/*; do
+    [[ -e "$f" ]] || continue
+    if [[ "$f" == *.recipe ]]; then recipes+=("$f"); else raw_inputs+=("$f"); fi
+done
+cp "${raw_inputs[@]}" "$work/corpus/"
+cp "${recipes[@]}" "$work/corpus-gen/"
+cp "${recipes[@]}" "$work/corpus-patch/"
 
 status=0
 # Replay every committed input whole, under every build.
 for build in "${builds[@]}"; do
     log="$work/replay-$build.log"
-    if ! { "$work/fuzz_elfcore_$build" -runs=1 "$root"/fuzz/seeds/* "$root"/tests/data/fuzz/* &&
-        "$work/fuzz_elfgen_$build" -runs=1 "$root"/fuzz/recipes/*; } >"$log" 2>&1; then
-        grep -E 'ERROR|runtime error|SUMMARY|Running:' "$log" | tail -n 20 || true
+    if ! { "$work/fuzz_elfcore_$build" -runs=1 "${raw_inputs[@]}" &&
+        "$work/fuzz_elfgen_$build" -runs=1 "${recipes[@]}" &&
+        "$work/fuzz_elfpatch_$build" -runs=1 "${recipes[@]}"; } >"$log" 2>&1; then
+        grep -E 'ERROR|runtime error|invariant|SUMMARY|Running:' "$log" | tail -n 20 || true
         echo "REPLAY FAILED ($build); log: $log" >&2
         status=1
     fi
@@ -171,13 +196,13 @@ fuzz() {
     local target="$1" build="$2" secs="$3" max_len="$4" corpus="$5"
     shift 5
     "$work/fuzz_${target}_$build" -max_total_time="$secs" -max_len="$max_len" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$@" \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/${target}_$build-" "$@" \
         "$corpus" >"$work/fuzz-$target-$build.log" 2>&1
 }
 
 report() {
     local log="$work/fuzz-$1-$2.log" execs secs last cov ft
-    grep -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" || true
+    grep -E 'ERROR|runtime error|invariant violated|SUMMARY|Test unit written' "$log" || true
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")"
     secs="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")"
     last="$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n 1 || true)"
@@ -192,20 +217,28 @@ native_secs=$((seconds * 3 / 5))
 for build in "${builds[@]}"; do
     secs="$native_secs"
     [[ "$build" == m32 ]] && secs=$((seconds - native_secs))
-    [[ "$secs" -lt 1 ]] && secs=1
-    fuzz elfgen "$build" "$secs" 16384 "$work/corpus-gen" "$@" &
-    gen=$!
-    fuzz elfcore "$build" "$secs" 65536 "$work/corpus" "$@" &
-    raw=$!
-    for pid in "$gen" "$raw"; do
+    [[ "$secs" -lt 2 ]] && secs=2
+    # Two lanes: the patcher for the whole time; the reader's two targets a half each.
+    fuzz elfpatch "$build" "$secs" 16384 "$work/corpus-patch" "$@" &
+    patch=$!
+    {
+        rc=0
+        fuzz elfgen "$build" $((secs / 2)) 16384 "$work/corpus-gen" "$@" || rc=1
+        fuzz elfcore "$build" $((secs - secs / 2)) 65536 "$work/corpus" "$@" || rc=1
+        exit "$rc"
+    } &
+    reader=$!
+    for pid in "$patch" "$reader"; do
         if ! wait "$pid"; then status=1; fi
     done
+    report elfpatch "$build"
     report elfgen "$build"
     report elfcore "$build"
     if [[ $status -ne 0 ]]; then break; fi
 done
 echo "corpus: $(find "$work/corpus" -type f | wc -l) files," \
-    "recipes: $(find "$work/corpus-gen" -type f | wc -l) files"
+    "recipes: $(find "$work/corpus-gen" -type f | wc -l) files (reader)," \
+    "$(find "$work/corpus-patch" -type f | wc -l) files (patcher)"
 if [[ $status -ne 0 ]]; then
     echo "FUZZING FAILED; reproducer in $work/artifacts/" >&2
 fi

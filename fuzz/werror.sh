@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Compile the C core and the fuzz sources with strict warnings as errors: gcc and clang,
-# native and -m32 (needs gcc-multilib), at -O0 and -O2 (some warnings need the optimiser).
+# Compile the C core (reader and patcher) and the fuzz sources with strict warnings as
+# errors: gcc and clang, native and -m32 (needs gcc-multilib), at -O0 and -O2 (some warnings
+# need the optimiser).
 #
 #   bash fuzz/werror.sh        exits non-zero on the first warning
 set -euo pipefail
@@ -21,16 +22,18 @@ for compiler in gcc clang; do
     for arch in -m64 -m32; do
         for opt in -O0 -O2; do
             label="$compiler $arch $opt"
-            # The core alone (as the cffi extension builds it), then the fuzz sources
-            # (compiled only: linking them needs libFuzzer).
-            if "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -c \
-                "$root/csrc/elfcore.c" -o "$out/elfcore.o" &&
+            # The core alone (as the cffi extension builds it: the reader and the patcher),
+            # then the fuzz sources (compiled only: linking them needs libFuzzer), then the
+            # recipe tool.
+            ok=1
+            for src in elfcore elfpatch fuzz_elfcore fuzz_elfgen fuzz_elfpatch; do
                 "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -c \
-                    "$root/csrc/fuzz_elfcore.c" -o "$out/fuzz_elfcore.o" &&
-                "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -c \
-                    "$root/csrc/fuzz_elfgen.c" -o "$out/fuzz_elfgen.o" &&
-                "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -DELFGEN_MAIN \
-                    "$root/csrc/elfcore.c" "$root/csrc/fuzz_elfgen.c" -o "$out/elfgen"; then
+                    "$root/csrc/$src.c" -o "$out/$src.o" || ok=0
+            done
+            "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -DELFGEN_MAIN \
+                "$root/csrc/elfcore.c" "$root/csrc/elfpatch.c" "$root/csrc/fuzz_elfgen.c" \
+                -o "$out/elfgen" || ok=0
+            if [[ $ok == 1 ]]; then
                 echo "ok      $label"
             else
                 echo "FAILED  $label" >&2
