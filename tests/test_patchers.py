@@ -7,10 +7,8 @@ The rest of the repair suite (test_repair.py) runs every test with each patcher 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -152,17 +150,9 @@ def test_patcher_comes_from_the_environment(
 
 def test_patcher_option_wins_over_the_environment(tmp_path: Path) -> None:
     built = _build(SPECS["private"], tmp_path / "build")
-    env = {**os.environ, "REPAIRWHEEL_PATCHER": "none"}
     args = ["fix", "--json", "--patcher", "patchelf", "-w", str(tmp_path / "out")]
     args += ["--ldpaths", str(built.lib_dir), str(built.path)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "repairwheel", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
+    proc = repairwheel_cli(*args, env={"REPAIRWHEEL_PATCHER": "none"})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["patcher"] == "patchelf"
 

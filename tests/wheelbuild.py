@@ -19,7 +19,7 @@ import sys
 import sysconfig
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,14 +346,17 @@ def run_python(
         )
 
 
-def repairwheel_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m repairwheel ARGS`` without the caller's target-tag and search-path variables."""
-    env = {k: v for k, v in os.environ.items() if "PLAT" not in k and "LD_LIBRARY" not in k}
+def repairwheel_cli(
+    *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m repairwheel ARGS`` without the caller's target-tag and search-path variables,
+    plus ``env``."""
+    clean = {k: v for k, v in os.environ.items() if "PLAT" not in k and "LD_LIBRARY" not in k}
     return subprocess.run(
         [sys.executable, "-m", "repairwheel", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env={**clean, **(env or {})},
         cwd=cwd,
         check=False,
     )
