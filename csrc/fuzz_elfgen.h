@@ -898,7 +898,8 @@ static const char *make_name(gen_ops *g, const model *m, recipe *r, const char *
 /*
  * The patch ops: a control byte (bits 0-1: a new SONAME unless 0; bits 2-3: the path action),
  * the SONAME and path names, then one byte per distinct DT_NEEDED string of the model
- * (mod 4: 0 and 3 rename, 1 keep, 2 remove) and one byte of names the file does not have.
+ * (mod 4: 0 and 3 rename, 1 keep, 2 remove) and one byte of names the file does not have
+ * (bits 0-1) and of an invalid op (bits 2-4 all set: bits 5-7 say which).
  * All zero: every DT_NEEDED renamed to "a", nothing else.
  */
 static void derive_ops(const model *m, recipe *r, gen_ops *g)
@@ -948,6 +949,40 @@ static void derive_ops(const model *m, recipe *r, gen_ops *g)
     }
     if (extra & 2)
         g->rm[g->ops.n_remove++] = "libnot-there.so.2";
+    switch ((extra & 0x1c) == 0x1c ? extra >> 5 : 8) { /* now and then, an op to refuse */
+    case 0:
+        g->ops.set_soname = "";
+        break;
+    case 1:
+        g->ops.path_action = RW_PATH_SET_RUNPATH;
+        g->ops.path = "";
+        break;
+    case 2:
+        g->ops.path_action = 4;
+        break;
+    case 3:
+        g->old[g->ops.n_replace] = "libnot-there.so.3";
+        g->new_name[g->ops.n_replace++] = "";
+        break;
+    case 4:
+        g->rm[g->ops.n_remove++] = NULL;
+        break;
+    default:
+        break;
+    }
+}
+
+/* Copies of the names the ops take from the model (those fail only when `owned` is full). */
+static void own_names(gen_ops *g)
+{
+    size_t i;
+    for (i = 0; i < g->ops.n_replace; i++)
+        if ((g->old[i] = own(g, g->old[i], strlen(g->old[i]), 0, 0)) == NULL)
+            g->old[i] = "";
+    for (i = 0; i < g->ops.n_remove; i++)
+        if (g->rm[i] != NULL && (g->rm[i] = own(g, g->rm[i], strlen(g->rm[i]), 0, 0)) == NULL)
+            g->rm[i] = "";
+    g->n_needed = 0;
 }
 
 /* The ELF file a recipe makes, in *img (free img->b); 0 if it could not be built.  With
@@ -965,17 +1000,7 @@ static int generate(const uint8_t *data, size_t size, buf *img, gen_ops *ops)
     build(&m, img);
     if (ops != NULL) {
         derive_ops(&m, &r, ops);
-        /* the names point into the model: own copies of those that are used */
-        {
-            size_t i;
-            for (i = 0; i < ops->ops.n_replace; i++)
-                if (ops->old[i] != NULL && (ops->old[i] = own(ops, ops->old[i], strlen(ops->old[i]), 0, 0)) == NULL)
-                    ops->old[i] = "";
-            for (i = 0; i < ops->ops.n_remove; i++)
-                if ((ops->rm[i] = own(ops, ops->rm[i], strlen(ops->rm[i]), 0, 0)) == NULL)
-                    ops->rm[i] = "";
-            ops->n_needed = 0;
-        }
+        own_names(ops); /* they pointed into the model */
     }
     model_free(&m);
     return !img->full && img->len > 0;

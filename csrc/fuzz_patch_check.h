@@ -2,11 +2,11 @@
  * fuzz_patch_check.h: run rw_elf_patch on one input and check what it promises
  * (fuzz_elfpatch.c on generated files, fuzz_elfcore.c on raw bytes).
  *
- * A failed patch must return RW_ERR or RW_NOMEM, no result and a one-line message.  A
- * successful one must not shrink the file, must grow it only by a new segment (padded to at
- * most 64 bytes unless the program headers moved), and is applied to a copy (every write
- * inside the new size).  The reader then parses the patched file; if it parsed the original
- * and the original's in-place tables are sound (see tables_overlap()):
+ * Invalid ops must fail.  A failed patch must return RW_ERR or RW_NOMEM, no result and a
+ * one-line message.  A successful one must not shrink the file, must grow it only by a new
+ * segment (padded to at most 64 bytes unless the program headers moved), and is applied to a
+ * copy (every write inside the new size).  The reader then parses the patched file; if it
+ * parsed the original and the original's in-place tables are sound (see tables_overlap()):
  *   - the patched file parses too (unless only the reader's string budget refuses it), with
  *     the DT_NEEDED list renamed and filtered as asked, the new SONAME, DT_RPATH/DT_RUNPATH
  *     per the action, version needs' files renamed like DT_NEEDED, and everything else the
@@ -514,10 +514,10 @@ static void add_table(ranges *rs, const view *v, uint64_t addr, uint64_t size)
 /*
  * True if the tables the patch rewrites in place (the ELF header, the program header table,
  * the dynamic table, the string table, the section header table, each vn_file) overlap each
- * other or a table the reader reads through them (PT_INTERP, the notes, version needs and definitions,
- * the symbols, their versions and the hash tables that count them).  No linker writes such
- * a file; raw bytes and the recipes' random addresses do, and then the patched file may read
- * any way at all.  (Only the first 64 tables of each kind are looked at.)
+ * other or a table the reader reads through them (PT_INTERP, the notes, version needs and
+ * definitions, the symbols, their versions and the hash tables that count them).  No linker
+ * writes such a file; raw bytes and the recipes' random addresses do, and then the patched
+ * file may read any way at all.  (Only the first 64 tables of each kind are looked at.)
  */
 static int tables_overlap(const view *o, uint64_t n_symbols)
 {
@@ -813,6 +813,25 @@ static void check_sections(const view *o, const view *p, const uint8_t *edit)
 }
 
 /* ---- the whole check ---- */
+/* True if elfpatch.h says the patcher must refuse these ops. */
+static int invalid_ops(const rw_patch_ops *ops)
+{
+    size_t i;
+    int set_path = ops->path_action == RW_PATH_SET_RPATH ||
+                   ops->path_action == RW_PATH_SET_RUNPATH;
+    if ((ops->set_soname != NULL && *ops->set_soname == 0) ||
+        (set_path && (ops->path == NULL || *ops->path == 0)) ||
+        ops->path_action < RW_PATH_KEEP || ops->path_action > RW_PATH_SET_RUNPATH)
+        return 1;
+    for (i = 0; i < ops->n_replace; i++)
+        if (ops->replace_old[i] == NULL || ops->replace_new[i] == NULL || *ops->replace_new[i] == 0)
+            return 1;
+    for (i = 0; i < ops->n_remove; i++)
+        if (ops->remove[i] == NULL)
+            return 1;
+    return 0;
+}
+
 /* Parse with symbols if the reader can, else without (*syms says which); NULL if neither. */
 static rw_elf *parse_best(const uint8_t *d, size_t n, int *syms, char *err, size_t errlen)
 {
@@ -836,6 +855,7 @@ static void check_patch(const uint8_t *data, size_t size, const rw_patch_ops *op
     size_t i;
     view o, p;
     int a_syms, b_syms, rc = rw_elf_patch(data, size, ops, &out, err, sizeof(err));
+    CHECK(rc != RW_OK || !invalid_ops(ops));
     if (rc != RW_OK) {
         CHECK(rc == RW_ERR || rc == RW_NOMEM);
         CHECK(out == NULL);
@@ -854,8 +874,8 @@ static void check_patch(const uint8_t *data, size_t size, const rw_patch_ops *op
         CHECK(out->phdrs_moved || out->padding < 64); /* the file grows by what was added */
     }
     if (out->new_size - size > (uint64_t)16 << 20) {
-        /* Only an executable whose program headers move pads (to keep the first PT_LOAD's
-           p_vaddr - p_offset), by up to the top of its address space: too big to apply. */
+        /* Only an executable whose program headers move pads this much (to keep the first
+           PT_LOAD's p_vaddr - p_offset; up to elfpatch.c's MAX_PADDING): not applied. */
         CHECK(out->phdrs_moved);
         rw_patch_free(out);
         return;
@@ -892,9 +912,9 @@ static void check_patch(const uint8_t *data, size_t size, const rw_patch_ops *op
         uint8_t *edit = editable(&o);
         for (i = 0; i < out->n_writes; i++) {
             const rw_write *w = &out->writes[i];
-            if (w->offset < size && w->len)
-                CHECK(memchr(edit + w->offset, 0,
-                             (size_t)(w->len < size - w->offset ? w->len : size - w->offset)) == NULL);
+            uint64_t n = w->offset < size ? size - w->offset : 0;
+            if (n && w->len)
+                CHECK(memchr(edit + w->offset, 0, (size_t)(w->len < n ? w->len : n)) == NULL);
         }
         check_sections(&o, &p, edit);
         check_dynamic(&o, &p);

@@ -18,19 +18,24 @@ for target in elfcore elfgen elfpatch; do
     clang "${flags[@]}" "$root/csrc/fuzz_$target.c" "$root/csrc/elfcore.c" \
         "$root/csrc/elfpatch.c" -o "$out/$target"
 done
-# Committed inputs: raw ELF files, and recipes (*.recipe in tests/data/fuzz/).
-raw=("$root/fuzz/seeds")
-recipes=("$root/fuzz/recipes")
+# Past crashers: raw ELF files, and recipes (*.recipe), in a directory each (libFuzzer takes
+# corpus directories, not files, beside them).
+rm -rf "$out/crashers-raw" "$out/crashers-recipes"
+mkdir -p "$out/crashers-raw" "$out/crashers-recipes"
 for f in "$root"/tests/data/fuzz/*; do
     [[ -e "$f" ]] || continue
-    if [[ "$f" == *.recipe ]]; then recipes+=("$f"); else raw+=("$f"); fi
+    if [[ "$f" == *.recipe ]]; then
+        cp "$f" "$out/crashers-recipes/"
+    else
+        cp "$f" "$out/crashers-raw/"
+    fi
 done
-LLVM_PROFILE_FILE="$out/elfcore.profraw" "$out/elfcore" -runs=0 "$work/corpus" "${raw[@]}" \
-    >"$out/elfcore.log" 2>&1
-LLVM_PROFILE_FILE="$out/elfgen.profraw" "$out/elfgen" -runs=0 "$work/corpus-gen" "${recipes[@]}" \
-    >"$out/elfgen.log" 2>&1
+LLVM_PROFILE_FILE="$out/elfcore.profraw" "$out/elfcore" -runs=0 "$work/corpus" \
+    "$root/fuzz/seeds" "$out/crashers-raw" >"$out/elfcore.log" 2>&1
+LLVM_PROFILE_FILE="$out/elfgen.profraw" "$out/elfgen" -runs=0 "$work/corpus-gen" \
+    "$root/fuzz/recipes" "$out/crashers-recipes" >"$out/elfgen.log" 2>&1
 LLVM_PROFILE_FILE="$out/elfpatch.profraw" "$out/elfpatch" -runs=0 "$work/corpus-patch" \
-    "${recipes[@]}" >"$out/elfpatch.log" 2>&1
+    "$root/fuzz/recipes" "$out/crashers-recipes" >"$out/elfpatch.log" 2>&1
 llvm-profdata merge -o "$out/all.profdata" "$out/elfcore.profraw" "$out/elfgen.profraw" \
     "$out/elfpatch.profraw"
 llvm-cov report "$out/elfcore" -object "$out/elfgen" -object "$out/elfpatch" \

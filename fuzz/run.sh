@@ -196,7 +196,8 @@ fuzz() {
     local target="$1" build="$2" secs="$3" max_len="$4" corpus="$5"
     shift 5
     "$work/fuzz_${target}_$build" -max_total_time="$secs" -max_len="$max_len" -timeout=10 \
-        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/${target}_$build-" "$@" \
+        -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$work/artifacts/${target}_$build-" "$@" \
         "$corpus" >"$work/fuzz-$target-$build.log" 2>&1
 }
 
