@@ -135,6 +135,8 @@ typedef struct {
     uint64_t *dropped, *refs;
     size_t n_dropped, cap_dropped, n_refs, cap_refs;
     int refs_complete;
+    /* the bytes the loader reads at DT_SYMTAB and DT_VERSYM (0 when the count is unknown) */
+    uint64_t symtab_bytes, versym_bytes;
     /* version needs to rename */
     vn_rename *vn;
     size_t n_vn, cap_vn;
@@ -787,6 +789,8 @@ static int scan_symbols(pctx *p, int *complete)
         counted = 1;
     if (!counted || count > p->len / syment || !in_range(p, off, count * syment))
         goto unknown;
+    p->symtab_bytes = count * syment;
+    p->versym_bytes = count * 2;
     for (i = 0; i < count; i++)
         if (ref(p, get(p, off + i * syment, 4)))
             return -1;
@@ -1156,8 +1160,15 @@ static void plan_head_move(const pctx *p, head_block *b)
     vend = b->vstart + (end - start);
     for (k = 0; k < p->n_ndyn; k++) {
         const dent *e = &p->ndyn[k];
-        if (e->new_string == NEW_NONE && address_tag(e->tag) && !follows_block(e->tag) &&
-            e->val >= b->vstart && e->val < vend)
+        if (e->new_string != NEW_NONE || !address_tag(e->tag) || e->val < b->vstart ||
+            e->val >= vend)
+            continue;
+        if (!follows_block(e->tag))
+            return;
+        /* the symbols and their versions move only whole, as many as the loader reads */
+        if (e->tag == DT_SYMTAB && (p->symtab_bytes == 0 || p->symtab_bytes > vend - e->val))
+            return;
+        if (e->tag == DT_VERSYM && (p->versym_bytes == 0 || p->versym_bytes > vend - e->val))
             return;
     }
     b->start = start;

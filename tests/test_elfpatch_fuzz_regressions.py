@@ -10,6 +10,7 @@ PT_LOAD kept, or the file must be refused with a one-line PatchError.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,20 @@ CASES = (
                 ("libfoo-1.2.3.so", "a"),
                 ("libbar.so.2", "a"),
             )
+        ),
+        refused=False,
+    ),
+    # .gnu.version right after the program headers, its section shorter than the symbol count
+    # the hash table gives: the head block moved the section, the versions the reader (and
+    # ld.so) take past its end came from other bytes, and a symbol lost its version. Symbols
+    # and versions now move only whole, as many as are read.
+    Case(
+        "patch-versym-shorter-than-the-symbols.elf",
+        PatchOps(
+            replace_needed=((os.fsdecode(b"\x01\x02\x02"), "libc.libf000"), ("libc.libf", "111")),
+            remove_needed=("libnot-there.so.2",),
+            rpath="bbbbbbbbbbbbb",
+            runpath=True,
         ),
         refused=False,
     ),
