@@ -201,7 +201,7 @@ static uint8_t *out_bytes(pctx *p, uint64_t n)
     return (uint8_t *)c + 16;
 }
 
-/* Queue a write of `n` bytes at `offset` (the bytes are copied). */
+/* Queue a write of `n` bytes at `offset` (the bytes are copied; NULL writes zeros). */
 static int add_write(pctx *p, uint64_t offset, const uint8_t *data, uint64_t n)
 {
     rw_patch *w = &p->out->pub;
@@ -209,8 +209,10 @@ static int add_write(pctx *p, uint64_t offset, const uint8_t *data, uint64_t n)
     uint8_t *copy;
     if ((copy = out_bytes(p, n)) == NULL)
         return -1;
-    if (n)
+    if (n && data != NULL)
         memcpy(copy, data, (size_t)n);
+    else if (n)
+        memset(copy, 0, (size_t)n);
     arr = grow_array(p, w->writes, &p->out->cap_writes, w->n_writes + 1, sizeof(rw_write));
     if (arr == NULL)
         return -1;
@@ -1376,6 +1378,68 @@ static int write_sections(pctx *p, const layout *l, int move_dyn, uint64_t slots
     return 0;
 }
 
+/* Whether [start, start + size) touches [off, off + len) (no sum can wrap). */
+static int touches(uint64_t start, uint64_t size, uint64_t off, uint64_t len)
+{
+    return size && len && (off >= start ? off - start < size : start - off < len);
+}
+
+/* Whether the bytes [start, end) are in use by nothing once the move is done: no header table,
+   no dynamic table, no section or segment but those that moved (the head block's, and the
+   string table when `move_str`). Without section headers nothing says so. */
+static int unused_after_move(const pctx *p, const layout *l, int move_str, uint64_t start,
+                             uint64_t end)
+{
+    uint64_t i, size = end - start, entsize = 2 * (uint64_t)p->w;
+    const phdr *d = &p->ph[p->dyn_ph];
+    if (start >= end || p->shnum == 0 || touches(start, size, 0, p->ehsize) ||
+        touches(start, size, p->phoff, (p->phnum + 1) * p->phentsize) ||
+        touches(start, size, p->shoff, p->shnum * p->shentsize) ||
+        touches(start, size, p->dyn_off, p->dyn_cap * entsize) ||
+        touches(start, size, d->offset, d->filesz))
+        return 0;
+    for (i = 0; i < p->shnum; i++) {
+        uint64_t off = SH_OFFSET(p, i), len = SH_SIZE(p, i);
+        if (sh_type(p, i) == SHT_NOBITS || (move_str && i == p->dynstr_sh) ||
+            (in_block(&l->blk, off, l->blk.start) && len <= l->blk.end - off))
+            continue;
+        if (touches(start, size, off, len))
+            return 0;
+    }
+    for (i = 0; i < p->phnum; i++) {
+        const phdr *s = &p->ph[i];
+        if (s->type == PT_LOAD || s->type == PT_PHDR ||
+            (in_block(&l->blk, s->offset, l->blk.start) && s->filesz <= l->blk.end - s->offset))
+            continue;
+        if (touches(start, size, s->offset, s->filesz))
+            return 0;
+    }
+    return 1;
+}
+
+/* Zero the bytes left behind by what moved (the rest of the head block, the old string
+   table), as nothing reads them any more: a compressed wheel does not carry them twice. */
+static int clear_moved(pctx *p, const layout *l, int move_str)
+{
+    uint64_t ranges[2][2] = {{0, 0}, {0, 0}}, k;
+    if (l->blk.ok) { /* the program header table grew in place into its first bytes */
+        uint64_t ph_end = p->phoff + (p->phnum + 1) * p->phentsize;
+        ranges[0][0] = ph_end > l->blk.start ? ph_end : l->blk.start;
+        ranges[0][1] = l->blk.end;
+    }
+    if (move_str) {
+        ranges[1][0] = p->str_off;
+        ranges[1][1] = p->str_off + p->str_size;
+    }
+    for (k = 0; k < 2; k++) {
+        uint64_t start = ranges[k][0], end = ranges[k][1];
+        if (unused_after_move(p, l, move_str, start, end) &&
+            add_write(p, start, NULL, end - start))
+            return -1;
+    }
+    return 0;
+}
+
 static int emit(pctx *p, const uint8_t *table, uint64_t table_size, const region *r,
                 size_t n_regions)
 {
@@ -1401,6 +1465,8 @@ static int emit(pctx *p, const uint8_t *table, uint64_t table_size, const region
         if (write_phdrs(p, &l, blob, move_dyn, slots))
             goto done;
     }
+    if (need_seg && clear_moved(p, &l, move_str))
+        goto done;
     out->strtab_moved = move_str;
     out->dynamic_moved = move_dyn;
     out->phdrs_moved = l.move_ph;

@@ -710,6 +710,35 @@ static uint8_t *editable(const view *o)
     return m;
 }
 
+/* The bytes of the original that a write of zeros (what a moved table leaves behind) must not
+   touch: every section and non-PT_LOAD segment that is still where it was. */
+static uint8_t *kept(const view *o, const view *p)
+{
+    uint8_t *m = calloc((size_t)o->n + 1, 1);
+    uint64_t i, j;
+    if (m == NULL)
+        abort();
+    for (i = 0; i < o->shnum && p->shnum == o->shnum; i++) {
+        pc_sec a, b;
+        get_sec(o, i, &a);
+        get_sec(p, i, &b);
+        if (a.type != PC_SHT_NOBITS && a.offset == b.offset)
+            mark(m, o->n, a.offset, a.size);
+    }
+    for (i = 0; i < o->phnum; i++) { /* (the new PT_LOAD shifts the entries after it) */
+        const pc_seg *a = &o->seg[i];
+        for (j = 0; j < p->phnum && a->type != 1 && a->type != 6; j++)
+            if (p->seg[j].type == a->type && p->seg[j].offset == a->offset)
+                mark(m, o->n, a->offset, a->filesz);
+    }
+    return m;
+}
+
+static int all_zero(const uint8_t *d, size_t n)
+{
+    return n == 0 || (d[0] == 0 && memcmp(d, d + 1, n - 1) == 0);
+}
+
 /* Tags whose value is an address (the gABI's and GNU's d_ptr tags, and the OS and processor
    ranges); a moved table's entry follows it. */
 static int address_tag(uint64_t tag)
@@ -909,16 +938,24 @@ static void check_patch(const uint8_t *data, size_t size, const rw_patch_ops *op
     check_reader_view(a, b, ops);
     check_segments(&o, &p, out, size);
     if (strict) {
-        uint8_t *edit = editable(&o);
+        uint8_t *edit = editable(&o), *keep = kept(&o, &p);
         for (i = 0; i < out->n_writes; i++) {
             const rw_write *w = &out->writes[i];
-            uint64_t n = w->offset < size ? size - w->offset : 0;
-            if (n && w->len)
-                CHECK(memchr(edit + w->offset, 0, (size_t)(w->len < n ? w->len : n)) == NULL);
+            uint64_t n = w->offset < size ? size - w->offset : 0, k;
+            if (n == 0 || w->len == 0)
+                continue;
+            n = w->len < n ? w->len : n;
+            if (memchr(edit + w->offset, 0, (size_t)n) == NULL)
+                continue; /* an in-place edit */
+            /* else zeros where something moved from, touching nothing still in place */
+            CHECK(all_zero(w->data, w->len) && (out->strtab_moved || out->head_moved));
+            for (k = 0; k < n; k++)
+                CHECK(edit[w->offset + k] || !keep[w->offset + k]);
         }
         check_sections(&o, &p, edit);
         check_dynamic(&o, &p);
         free(edit);
+        free(keep);
         if (a_syms && !symbol_count_may_change(&o)) {
             CHECK(b_syms);
             check_symbols(a, b);

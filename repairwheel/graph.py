@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .errors import PolicyError
+from .providers import ProvidedLibrary, Providers
 from .resolve import DependencyTree, WheelFilesystem, loader_config, resolve
 from .scan import LIBPYTHON, ElfMember
 from .verdict import Dependency, MemberDeps
+
+if TYPE_CHECKING:
+    from .include import IncludedLibrary
 
 # Where the wheel's members appear to the resolver: site-packages under a made-up install
 # prefix (WHEEL_PREFIX, nothing on the host is consulted under it), so an $ORIGIN/../..
@@ -35,10 +41,24 @@ def resolve_members(
     arch: str,
     ldpaths: str | None,
     exclude: Sequence[str],
+    providers: Providers | None = None,
+    included: Sequence[IncludedLibrary] = (),
 ) -> dict[str, MemberDeps]:
-    """Resolve every member with the wheel laid out under a virtual root over the host."""
+    """Resolve every member with the wheel laid out under a virtual root over the host.
+
+    A name one of ``providers`` ships, and no wheel file answers to, is that distribution's
+    (checked against the wheel's architecture and class when first met) and is not walked.
+    An ``included`` library (--include) is the file found for its name wherever it is
+    needed, and every extension loads it after its DT_NEEDED tree, as dlopen() does.
+    """
+    opened = {lib.name: lib.path for lib in included}
+    names = tuple(opened)
     fs = WheelFilesystem(WHEEL_ROOT, {m.path: m.elf for m in members}, fence=WHEEL_PREFIX)
     config = loader_config(libc, arch, ldpaths)
+    own = {posixpath.basename(m.path) for m in members}
+    own |= {m.elf.soname for m in members if m.elf.soname}
+    provided_names = providers.names - own if providers is not None else frozenset()
+    provided: dict[str, ProvidedLibrary] = {}
     result: dict[str, MemberDeps] = {}
     # Files in one folder with the same needs and search paths resolve identically: a wheel
     # of 3000 small extensions resolves a handful of times.
@@ -46,14 +66,28 @@ def resolve_members(
     for member in members:
         key = _memo_key(member)
         if key in memo:
-            result[member.path] = MemberDeps(member, memo[key])
+            result[member.path] = MemberDeps(member, memo[key], names)
             continue
-        tree = resolve(fs.path_of(member.path), member.elf, fs, config, exclude)
+        tree = resolve(
+            fs.path_of(member.path),
+            member.elf,
+            fs,
+            config,
+            exclude,
+            provided_names,
+            opened,
+            dlopen=member.is_extension,
+        )
         _refuse_relative_needed(tree, fs, member)
         libraries: dict[str, Dependency] = {}
         memo[key] = libraries
         for soname, lib in tree.libraries.items():
             if lib.excluded:
+                continue
+            if lib.provided and providers is not None:
+                if soname not in provided:
+                    provided[soname] = providers.lookup(soname, member.elf, member.path)
+                libraries[soname] = Dependency(soname, None, False, provided=provided[soname])
                 continue
             if LIBPYTHON.match(soname):
                 # The interpreter provides it; a repair drops the DT_NEEDED instead.
@@ -65,17 +99,18 @@ def resolve_members(
             libraries[soname] = Dependency(
                 soname, path, inside is not None, lib.needed, rejected=rejected
             )
-        result[member.path] = MemberDeps(member, libraries)
+        result[member.path] = MemberDeps(member, libraries, names)
     return _borrow_from_loaders(result)
 
 
 def _memo_key(member: ElfMember) -> tuple[object, ...]:
     """Everything of a member the walk depends on besides the wheel and the host: its needs,
     SONAME, every DT_RPATH/DT_RUNPATH entry, folder ($ORIGIN), interpreter (loaded first, and
-    its default directories), and what a candidate must match (class, machine, byte order,
-    OS ABI, ARM float ABI flags)."""
+    its default directories), what a candidate must match (class, machine, byte order,
+    OS ABI, ARM float ABI flags), and whether it dlopen()s the --include libraries."""
     elf = member.elf
     return (
+        member.is_extension,
         elf.needed,
         getattr(elf, "rpaths", elf.rpath),
         getattr(elf, "runpaths", elf.runpath),
@@ -142,7 +177,7 @@ def _borrow_from_loaders(result: dict[str, MemberDeps]) -> dict[str, MemberDeps]
             if not missing:
                 break
         if borrowed != deps.libraries:
-            fixed[path] = MemberDeps(deps.member, borrowed)
+            fixed[path] = replace(deps, libraries=borrowed)
     return fixed
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -235,13 +235,60 @@ def get_patcher(name: str | None = None) -> Patcher:
     raise UsageError(f"unknown patcher {name!r} (choose from {', '.join(PATCHERS)})")
 
 
-def strip(path: str | os.PathLike[str], *, display_name: str | None = None) -> None:
-    """``strip -s`` a file in place; run it before patching, since strip after patchelf corrupts."""
+STRIP_LEVELS = ("all", "debug", "unneeded")
+_STRIP_OPTIONS = {"all": "--strip-all", "debug": "--strip-debug", "unneeded": "--strip-unneeded"}
+
+
+@dataclass(frozen=True)
+class Strip:
+    """How files are stripped before they are patched: ``level`` is one of STRIP_LEVELS
+    (``all`` is ``strip -s``); a file in ``debug_files`` has its debug information saved
+    there first, and gets a .gnu_debuglink to it."""
+
+    level: str = "all"
+    debug_files: Mapping[Path, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.level not in STRIP_LEVELS:
+            raise ValueError(f"unknown strip level {self.level!r}")
+
+
+def choose_strip_level(strip: bool, level: str | None, debug_symbols: object) -> str | None:
+    """The strip level ``--strip``, ``--strip-level`` and ``--debug-symbols`` ask for (None:
+    no stripping); UsageError when they disagree."""
+    if level is not None and level not in STRIP_LEVELS:
+        raise UsageError(f"--strip-level {level}: expected one of {', '.join(STRIP_LEVELS)}")
+    if strip and level not in (None, "all"):
+        raise UsageError(f"--strip means --strip-level all, not --strip-level {level}")
+    chosen = level or ("all" if strip else None)
+    if debug_symbols is not None and chosen is None:
+        raise UsageError("--debug-symbols saves what stripping removes: add --strip-level")
+    return chosen
+
+
+def strip(
+    path: str | os.PathLike[str],
+    *,
+    display_name: str | None = None,
+    level: str = "all",
+    debug_file: Path | None = None,
+) -> None:
+    """Strip a file in place (``level`` as in :class:`Strip`), its debug information saved
+    to ``debug_file`` first; run it before patching, since strip after patchelf corrupts."""
+    from .debuginfo import keep_debug, link_debug
+
     name = display_name or os.fspath(path)
     tool = shutil.which("strip")
     if tool is None:
         raise PatchError(f"cannot strip {name}: 'strip' not found (install binutils)")
-    run_tool([tool, "-s", os.path.abspath(path)], name, "strip")
+    file = Path(os.path.abspath(path))
+    options = [_STRIP_OPTIONS[level]]
+    if debug_file is not None:
+        keep_debug(file, debug_file, name)
+        options.append("--remove-section=.gnu_debuglink")  # the old one names another file
+    run_tool([tool, *options, str(file)], name, "strip")
+    if debug_file is not None:
+        link_debug(file, debug_file, name)
 
 
 def apply_patches(
@@ -249,7 +296,7 @@ def apply_patches(
     jobs: Sequence[tuple[Path, PatchOps]],
     *,
     workers: int | None = None,
-    strip_first: bool = False,
+    strip_first: bool | Strip = False,
     display_names: Mapping[Path, str] | None = None,
     known: Mapping[Path, ElfFile] | None = None,
 ) -> list[PatchReport]:
@@ -262,7 +309,10 @@ def apply_patches(
     yet started are cancelled and the running ones finish; then the error of the first failed
     batch, in job order, is raised (PatchError). Reports come back in job order. ``known``
     holds facts already read of some files as they are (the audit's), so they are not read
-    again before patching; with ``strip_first`` every file is read after stripping.
+    again before patching. ``strip_first`` (True: ``Strip()``) strips every file first, in
+    the same pool (strip is a process per file: the batches are then small enough to spread
+    over the threads, whatever the patcher), and checks that stripping changed none of the
+    facts patching checks; a job whose ops change nothing is then a file only stripped.
     """
     files = [os.stat(path) for path, _ in jobs]
     if len({(f.st_dev, f.st_ino) for f in files}) != len(files):
@@ -272,24 +322,31 @@ def apply_patches(
     if not jobs:
         return []
     names = display_names or {}
-    facts = {} if strip_first or known is None else known
+    facts = known or {}
+    if isinstance(strip_first, Strip):
+        stripping: Strip | None = strip_first
+    else:
+        stripping = Strip() if strip_first else None
     groups: dict[PatchOps, list[Path]] = {}
     for path, ops in jobs:
         groups.setdefault(ops, []).append(path)
     size = patcher.batch_size
+    threads = (workers or os.cpu_count() or 1) if patcher.parallel or stripping else 1
+    if stripping is not None:
+        size = max(1, min(size, -(-len(jobs) // threads)))
     batches = [
         (ops, files[i : i + size])
         for ops, files in groups.items()
         for i in range(0, len(files), size)
     ]
-    threads = min(workers or os.cpu_count() or 1, len(batches)) if patcher.parallel else 1
+    threads = min(threads, len(batches))
     if threads == 1:  # the work is Python's: threads would only contend for the GIL
-        done = [_patch_batch(patcher, b, ops, names, strip_first, facts) for ops, b in batches]
+        done = [_patch_batch(patcher, b, ops, names, stripping, facts) for ops, b in batches]
         reports = {report.path: report for batch in done for report in batch}
         return [reports[Path(path)] for path, _ in jobs]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         futures = [
-            pool.submit(_patch_batch, patcher, files, ops, names, strip_first, facts)
+            pool.submit(_patch_batch, patcher, files, ops, names, stripping, facts)
             for ops, files in batches
         ]
         try:
@@ -309,19 +366,22 @@ def _patch_batch(
     paths: Sequence[Path],
     ops: PatchOps,
     names: Mapping[Path, str],
-    strip_first: bool,
+    stripping: Strip | None,
     known: Mapping[Path, ElfFile],
 ) -> list[PatchReport]:
     shown = {path: names.get(path) or os.fspath(path) for path in paths}
-    if strip_first:
-        for path in paths:
-            strip(path, display_name=shown[path])
     before = {}
     for path in paths:
         try:
             before[path] = known.get(path) or read_elf(path, name=shown[path])
         except ElfError as exc:
             raise PatchError(f"cannot patch {exc}") from exc
+    if stripping is not None:
+        for path in paths:
+            debug_file = stripping.debug_files.get(path)
+            strip(path, display_name=shown[path], level=stripping.level, debug_file=debug_file)
+            # Stripping leaves the dynamic facts alone: the result is checked like a patch's.
+            before[path] = _check(path, shown[path], PatchOps().expected(before[path]), "strip")
     sizes = {path: os.path.getsize(path) for path in paths}
     if not ops.changes_nothing:
         patcher.patch(paths, ops, shown)
@@ -330,7 +390,7 @@ def _patch_batch(
     return [PatchReport(path, shown[path], sizes[path], os.path.getsize(path)) for path in paths]
 
 
-def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> None:
+def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> ElfFile:
     try:
         after = read_elf(path, name=name)
     except ElfError as exc:
@@ -338,6 +398,7 @@ def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> Non
     problems = expectation.mismatches(after)
     if problems:
         raise PatchError(f"{name}: {patcher} produced a wrong file: {'; '.join(problems)}")
+    return after
 
 
 def _show(value: object, sep: str) -> str:

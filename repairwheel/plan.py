@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -21,6 +21,7 @@ from .errors import DependencyError, PolicyError, UsageError
 from .host import HostLibrary, graft_source
 from .patch import PatchOps
 from .policy import ANDROID, Policy, get_policy
+from .providers import ProvidedLibrary
 from .scan import LIBPYTHON
 from .verdict import Blocker, BlockerKind, describe_group, external_closure, group_blockers
 from .wheel import WheelFilename
@@ -75,6 +76,7 @@ class RepairPlan:
     grafts: tuple[Graft, ...]
     patches: tuple[MemberPatch, ...]
     removed_tags: tuple[str, ...]
+    provided: tuple[ProvidedLibrary, ...] = ()  # linked from other distributions
 
 
 def choose_policies(
@@ -167,21 +169,31 @@ def make_plan(
     lib_sdir: str = ".libs",
     no_mangle: Sequence[str] = (),
     keep_rpath: Sequence[str] = (),
+    requires_check: bool = True,
 ) -> RepairPlan:
     """Work out every graft and patch for repairing ``report``'s wheel to ``policies``
     (from :func:`choose_policies`, which guarantees every library to graft was found).
 
     Libraries whose soname or host file name matches a ``no_mangle`` glob are grafted under
     their own file name (no hash); RPATH entries outside the wheel matching a ``keep_rpath``
-    glob are kept (after the grafted-libraries folder) instead of dropped."""
+    glob are kept (after the grafted-libraries folder) instead of dropped. The libraries the
+    report includes (--include) keep their name and SONAME, and every extension gets the
+    grafted-libraries folder on its RPATH to dlopen() them. A file needing a
+    library another distribution provides gets an RPATH entry to where that one installs it;
+    with ``requires_check`` the wheel must declare that distribution (PolicyError if not)."""
+    if requires_check:
+        _check_requirements(report)
+    provided = {p.soname: p for p in report.provided}
     arch = report.arch or ""
     policy = policies[0]
     check = report.verdict.check(policy)
     filename = WheelFilename.parse(report.wheel)
     lib_dir = posixpath.normpath(filename.name + lib_sdir)
+    included = {lib.name for lib in report.included}
     new_names = _graft_names(
-        check.external_libs, lib_dir, report.host_libraries, no_mangle, report.wheel
+        check.external_libs, lib_dir, report.host_libraries, no_mangle, report.wheel, included
     )
+    own_soname = {new_names[n][0] for n in included if n in new_names}
     android = policy.libc == ANDROID
 
     patches = []
@@ -189,19 +201,26 @@ def make_plan(
         deps = report.dependencies[member.path]
         closure = external_closure(deps, policy.whitelist, allow_libpython=policy.keeps_libpython)
         grafted_here = [n for n in closure if n in new_names]
+        linked = _provider_dirs(member.elf.needed, provided)
         libpython: tuple[str, ...] = ()
         if not policy.keeps_libpython:
             libpython = tuple(n for n in member.elf.needed if LIBPYTHON.match(n))
-        if not grafted_here and not libpython:
+        if not grafted_here and not linked and not libpython:
             continue
         replace = _replacements(member.elf.needed, new_names)
         destination = _script_destination(member.path, filename.name)
         rpath = None
-        if grafted_here:
+        if grafted_here or linked:
             # bionic reads DT_RUNPATH only (patchelf --print-rpath prefers it too)
             elf = member.elf
             old = (elf.runpath or elf.rpath) if android else (elf.rpath or elf.runpath)
-            rpath = _member_rpath(member.path, destination or member.path, old, lib_dir, keep_rpath)
+            rpath = _member_rpath(
+                member.path,
+                destination or member.path,
+                old,
+                ([lib_dir] if grafted_here else []) + linked,
+                keep_rpath,
+            )
         ops = PatchOps(
             replace_needed=replace,
             remove_needed=libpython,
@@ -221,13 +240,16 @@ def make_plan(
         host = library.elf
         needed = host.needed
         siblings = tuple(n for n in needed if n in new_names)
+        search = ([lib_dir] if siblings else []) + _provider_dirs(needed, provided)
+        rpath = ":".join(_origin_path(d, lib_dir) for d in search) or None
         new_soname = posixpath.basename(lib_member)
+        keep_soname = host.soname == new_soname or lib_member in own_soname
         ops = PatchOps(
-            set_soname=None if host.soname == new_soname else new_soname,
+            set_soname=None if keep_soname else new_soname,
             replace_needed=_replacements(needed, new_names),
-            rpath="$ORIGIN" if siblings else None,
-            remove_rpath=not siblings and bool(host.rpath or host.runpath),
-            runpath=android and bool(siblings),
+            rpath=rpath,
+            remove_rpath=rpath is None and bool(host.rpath or host.runpath),
+            runpath=android and rpath is not None,
         )
         grafts.append(Graft(sonames[0], source, library.sha256, lib_member, ops, tuple(sonames)))
 
@@ -238,7 +260,35 @@ def make_plan(
         grafts=tuple(grafts),
         patches=tuple(patches),
         removed_tags=() if android else (f"linux_{arch}",),
+        provided=report.provided,
     )
+
+
+def _check_requirements(report: WheelReport) -> None:
+    """Refuse a wheel that links another distribution's library without declaring it."""
+    for lib in report.provided:
+        problem = lib.requirement_problem
+        if problem is None:
+            continue
+        # The file that links it itself, else (a grafted library links it) one loading it.
+        loading = [d for d in report.dependencies.values() if lib.soname in d.libraries]
+        direct = [d for d in loading if lib.soname in d.member.elf.needed]
+        needer = (direct or loading)[0].member.path
+        reason = (
+            f"{needer} links {lib.soname} from {lib.distribution} {lib.version}, but {problem} "
+            "(declare it, or pass --no-requires-check)"
+        )
+        raise PolicyError(
+            f"cannot repair {report.wheel}: {reason}",
+            wheel=report.wheel,
+            member=needer,
+            reason=reason,
+        )
+
+
+def _provider_dirs(needed: Sequence[str], provided: Mapping[str, ProvidedLibrary]) -> list[str]:
+    """The site-packages folders the libraries of ``needed`` that others provide live in."""
+    return list(dict.fromkeys(provided[n].install_dir for n in needed if n in provided))
 
 
 def _replacements(
@@ -255,9 +305,11 @@ def _graft_names(
     libraries: Mapping[str, HostLibrary],
     no_mangle: Sequence[str] = (),
     wheel: str = "",
+    included: Collection[str] = (),
 ) -> dict[str, tuple[str, str, HostLibrary]]:
     """soname -> (member path, source path, library): ``libfoo-<8 hex of sha256>.so.N``, or
-    the host file name itself when a name or the file name matches a ``no_mangle`` glob.
+    the host file name itself when a name or the file name matches a ``no_mangle`` glob,
+    or the name an ``included`` library is dlopen()ed by.
 
     Names that reach one host file (by real path) share one member, named after the path
     whose file name is the library's own SONAME when there is one (else the first name's).
@@ -272,8 +324,8 @@ def _graft_names(
         library = graft_source(libraries, reaching[0][1])
         digest, own = library.sha256, library.elf.soname
         source = next((src for _, src in reaching if os.path.basename(src) == own), reaching[0][1])
-        file_name = os.path.basename(source)
-        keep = any(
+        file_name = next((n for n, _ in reaching if n in included), os.path.basename(source))
+        keep = file_name in included or any(
             fnmatch.fnmatch(text, glob)
             for glob in no_mangle
             for name, src in reaching
@@ -286,7 +338,8 @@ def _graft_names(
         other = next((lib for m, _, lib in names.values() if m == member), None)
         if other is not None and other.sha256 != digest:
             reason = (
-                f"--no-mangle would graft two different files as {member}: "
+                f"{'--include' if keep and file_name in included else '--no-mangle'} would "
+                f"graft two different files as {member}: "
                 f"{other.path} and {library.path}"
             )
             raise PolicyError(f"cannot repair {wheel}: {reason}", wheel=wheel, reason=reason)
@@ -296,11 +349,12 @@ def _graft_names(
 
 
 def _member_rpath(
-    member: str, destination: str, old: Sequence[str], lib_dir: str, keep: Sequence[str] = ()
+    member: str, destination: str, old: Sequence[str], dirs: Sequence[str], keep: Sequence[str]
 ) -> str:
-    """The member's in-wheel search entries, then the path to ``lib_dir``, all relative to
-    where the file ends up (``destination``: scripts are moved), then the entries outside the
-    wheel matching a ``keep`` glob, as they are (searched after the grafts)."""
+    """The member's in-wheel search entries, then the paths to ``dirs`` (the grafted
+    libraries' folder, the providers' folders), all relative to where the file ends up
+    (``destination``: scripts are moved), then the entries outside the wheel matching a
+    ``keep`` glob, as they are (searched after the grafts)."""
     old_dir, new_dir = posixpath.dirname(member), posixpath.dirname(destination)
     entries, kept = [], []
     for entry in old:
@@ -309,7 +363,7 @@ def _member_rpath(
             entries.append(entry if old_dir == new_dir else _origin_path(target, new_dir))
         elif any(fnmatch.fnmatchcase(entry, glob) for glob in keep):
             kept.append(entry)
-    entries.append(_origin_path(lib_dir, new_dir))
+    entries += [_origin_path(d, new_dir) for d in dirs]
     return ":".join(dict.fromkeys(entries + kept))
 
 

@@ -13,17 +13,28 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .audit import analyze_wheel
+from .debuginfo import publish
 from .errors import NotPlatformWheelError, ResourceError
-from .patch import PatchReport, apply_patches, get_patcher
+from .patch import PatchReport, apply_patches, choose_strip_level, get_patcher
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
+from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
-from .stage import mapped, scratch, stage
-from .wheel import WheelArchive, WheelFilename, WheelWriter, replace_platform_tags
+from .stage import Staged, mapped, scratch, stage
+from .wheel import (
+    Reuse,
+    WheelArchive,
+    WheelFilename,
+    WheelWriter,
+    find_runs,
+    replace_platform_tags,
+    streams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +51,10 @@ class RepairResult:
     duplicates: tuple[tuple[str, ...], ...] = ()  # groups of wheel ELF files that look alike
     unrecorded: tuple[str, ...] = ()  # ELF members the input's RECORD did not list
     ignored: tuple[tuple[str, str], ...] = ()  # (member, why): ELF files no policy applies to
+    provided: tuple[ProvidedLibrary, ...] = ()  # linked from other distributions (--provided-by)
     pure: bool = False
     patcher: str = "none"  # the patcher that rewrote the ELF files
+    debug_files: tuple[str, ...] = ()  # --debug-symbols: the debug files saved
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -61,6 +74,8 @@ class RepairResult:
             "duplicates": [list(group) for group in self.duplicates],
             "unrecorded": list(self.unrecorded),
             "ignored_files": [{"file": f, "reason": r} for f, r in self.ignored],
+            "provided": {p.soname: p.to_json() for p in self.provided},
+            "debug_files": list(self.debug_files),
         }
 
 
@@ -81,6 +96,12 @@ def repair_wheel(
     no_mangle: Sequence[str] = (),
     keep_rpath: Sequence[str] = (),
     patcher: str | None = None,
+    provided_by: Sequence[str] = (),
+    site_packages: Sequence[str] | None = None,
+    requires_check: bool = True,
+    include: Sequence[str] = (),
+    strip_level: str | None = None,
+    debug_symbols: str | os.PathLike[str] | None = None,
 ) -> RepairResult:
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified.
 
@@ -88,9 +109,18 @@ def repair_wheel(
     name, without the hash; ``keep_rpath``: globs of RPATH entries outside the wheel that are
     kept (searched after the grafts) instead of dropped; ``patcher``: ``builtin`` (the
     default, or $REPAIRWHEEL_PATCHER / $AUDITWHEEL_PATCHER), ``patchelf``, ``lief-patchelf``
-    or ``none``."""
+    or ``none``; ``provided_by``: names or globs of distributions installed in
+    ``site_packages`` (default: this interpreter's environment) whose libraries are linked
+    where they install instead of grafted, which the wheel must declare in Requires-Dist
+    unless ``requires_check`` is false; ``include``: paths or names (globs allowed) on the
+    library search path of libraries the wheel dlopen()s, grafted with their dependencies
+    under their own names, the grafted-libraries folder put on every extension's RPATH;
+    ``strip_level``: ``all`` (what ``strip_symbols`` means), ``debug`` or ``unneeded``, every
+    ELF file written stripped so, its debug information first saved under ``debug_symbols``
+    (``<build-id>.debug``, linked from the file's .gnu_debuglink)."""
     path, out = Path(path), Path(out_dir)
     check_lib_sdir(lib_sdir)
+    level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
     elf_patcher = get_patcher(patcher)
     archive = WheelArchive(path, hash_reads=True)
     with archive, contextlib.ExitStack() as stack:
@@ -103,6 +133,9 @@ def repair_wheel(
                 exclude=exclude,
                 disable_isa_ext_check=disable_isa_ext_check,
                 spill_dir=str(tmp),
+                provided_by=provided_by,
+                site_packages=site_packages,
+                include=include,
             )
         except NotPlatformWheelError:
             if not (allow_pure_python_wheel and archive.filename.is_pure):
@@ -113,25 +146,35 @@ def repair_wheel(
             log.warning("warning: %s: %s; it is left as it is", member, why)
         policies = choose_policies(report, plat, only_plat=only_plat)
         plan = make_plan(
-            report, policies, lib_sdir=lib_sdir, no_mangle=no_mangle, keep_rpath=keep_rpath
+            report,
+            policies,
+            lib_sdir=lib_sdir,
+            no_mangle=no_mangle,
+            keep_rpath=keep_rpath,
+            requires_check=requires_check,
         )
         small = stack.enter_context(scratch(tmp, archive, report, plan))
-        staged = stage(archive, report, plan, tmp, small, strip_symbols)
-        patched = apply_patches(
+        staged = stage(archive, report, plan, tmp, small, level, debug_symbols is not None)
+        reports = apply_patches(
             elf_patcher,
             staged.jobs,
-            strip_first=strip_symbols,
+            strip_first=staged.strip or False,
             display_names=staged.names,
             known=staged.facts,
         )
+        patched = [r for r in reports if r.path not in staged.strip_only]
         for r in patched:
             log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
         filename, wheel_text = _retag(archive, plan, update_tags)
         others_checked()  # a corrupt member fails here, before anything is written
+        debug_files: tuple[Path, ...] = ()
+        if debug_symbols is not None and staged.strip is not None:
+            debug_files = publish(staged.strip.debug_files.values(), Path(debug_symbols))
         _make_out_dir(out)
         target = out / str(filename)
         try:
-            _write(archive, target, plan, staged.files, wheel_text, compression_level)
+            stripped = level is not None  # no stripped member reuses old deflate blocks
+            _write(archive, target, plan, staged, wheel_text, compression_level, stripped)
         except OSError as exc:
             reason = f"cannot write: {exc.strerror or exc}"
             raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
@@ -145,7 +188,23 @@ def repair_wheel(
         duplicates=report.duplicates,
         unrecorded=report.unrecorded,
         ignored=report.ignored,
+        provided=plan.provided,
+        debug_files=tuple(map(str, debug_files)),
     )
+
+
+def _streams(path: Path) -> bool:
+    return streams(os.path.getsize(path))
+
+
+def _reuse(archive: WheelArchive, name: str, patched: Path) -> Reuse | None:
+    """The runs of member ``name``'s deflate stream that its patched copy can keep."""
+    old = archive.deflate_stream(name)
+    if old is None:
+        return None
+    with mapped(patched) as data:
+        runs = find_runs(old, data)
+    return Reuse(old, runs) if runs else None
 
 
 def _make_out_dir(out: Path) -> None:
@@ -195,25 +254,42 @@ def _write(
     archive: WheelArchive,
     target: Path,
     plan: RepairPlan,
-    changed: dict[str, Path],
+    staged: Staged,
     wheel_text: bytes | None,
     level: int,
+    stripped: bool,
 ) -> None:
+    """Write the repaired wheel: staged files deflated, the rest copied. A big patched member
+    keeps the old deflate blocks its patch left alone (unless everything was stripped): they
+    are found on a thread of their own while the members before it are copied."""
+    changed = staged.files
+    patched = set() if stripped else {p.member for p in plan.patches}
+    big = [m.name for m in archive.members if m.name in patched and _streams(changed[m.name])]
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
     launchers = {p.member: shim for p in plan.patches if (shim := p.launcher) is not None}
     wheel_path = f"{archive.dist_info}/WHEEL"
     total = sum(m.compress_size for m in archive.members)
     with (
+        ThreadPoolExecutor(1) as scans,
         Progress(f"writing {target.name}", total) as progress,
         WheelWriter(target, archive.dist_info) as writer,
     ):
+        reusing = {name: scans.submit(_reuse, archive, name, changed[name]) for name in big}
         for member in archive.members:
             progress.advance(member.compress_size)
             name = member.name
             if name in changed:
                 mode, when = member.mode or 0o755, member.date_time
+                reuse = reusing[name].result() if name in reusing else None
                 with mapped(changed[name]) as data:
-                    writer.add(moved.get(name, name), data, mode=mode, date_time=when, level=level)
+                    writer.add(
+                        moved.get(name, name),
+                        data,
+                        mode=mode,
+                        date_time=when,
+                        level=level,
+                        reuse=reuse,
+                    )
                 if name in launchers:
                     writer.add(name, launchers[name], mode=mode, date_time=when, level=level)
             elif name == wheel_path and wheel_text is not None:
@@ -229,7 +305,7 @@ def _write(
         for graft in plan.grafts:
             with mapped(changed[graft.member]) as data:
                 writer.add(graft.member, data, mode=0o755, level=level)
-        if plan.grafts:
+        if plan.grafts or plan.provided:
             dist = archive.filename
-            sbom = graft_sbom(dist.name, dist.version, target.name, plan.grafts)
+            sbom = graft_sbom(dist.name, dist.version, target.name, plan.grafts, plan.provided)
             writer.add(f"{archive.dist_info}/{SBOM_PATH}", sbom, level=level)

@@ -17,6 +17,9 @@ How the document models a grafted library (CycloneDX 1.5):
   not repeated in ``components``); the dependency graph says it depends on every grafted library.
   Grafted libraries get no graph entry of their own: their mutual needs are not known here, and
   the spec reads an empty ``dependsOn`` as "depends on nothing";
+- a distribution the wheel links libraries from (``--provided-by``) is a dependency, not a
+  component: its code is not in the wheel. The wheel's ``dependsOn`` names it by its PyPI purl
+  (``pkg:pypi/<name>@<installed version>``), a reference to that distribution's own BOM;
 - no ``serialNumber``: the spec wants one that differs on every generation, which would break
   reproducible output. ``metadata.timestamp`` appears only with ``SOURCE_DATE_EPOCH``.
 """
@@ -34,6 +37,7 @@ from packaging.utils import canonicalize_name
 
 from ._version import __version__
 from .provenance import Provider, find_providers, purl_qualifiers, purl_quote
+from .providers import ProvidedLibrary
 from .wheel import source_date_epoch
 
 SBOM_PATH = "sboms/repairwheel.cdx.json"
@@ -71,15 +75,20 @@ class Graft(Protocol):
 
 
 def graft_sbom(
-    wheel_name: str, version: str, output_filename: str, grafts: Sequence[Graft]
+    wheel_name: str,
+    version: str,
+    output_filename: str,
+    grafts: Sequence[Graft],
+    provided: Sequence[ProvidedLibrary] = (),
 ) -> bytes:
-    """The SBOM file of a repaired wheel: each graft with the distro package it came from."""
+    """The SBOM file of a repaired wheel: each graft with the distro package it came from,
+    and the distributions it links libraries from."""
     providers = find_providers([g.source for g in grafts])
     grafted = [
         GraftedLib(g.soname, g.source, g.sha256, g.new_soname, providers.get(g.source))
         for g in grafts
     ]
-    return sbom_bytes(build_sbom(wheel_name, version, output_filename, grafted))
+    return sbom_bytes(build_sbom(wheel_name, version, output_filename, grafted, provided))
 
 
 def build_sbom(
@@ -87,6 +96,7 @@ def build_sbom(
     version: str,
     output_filename: str,
     grafted: Sequence[GraftedLib],
+    provided: Sequence[ProvidedLibrary] = (),
 ) -> dict[str, Any]:
     """The CycloneDX document for a repaired wheel; the same input always gives the same dict."""
     wheel_ref = (
@@ -118,13 +128,22 @@ def build_sbom(
         "version": 1,
         "metadata": metadata,
         "components": components,
-        "dependencies": [{"ref": wheel_ref, "dependsOn": refs}],
+        "dependencies": [{"ref": wheel_ref, "dependsOn": refs + _distribution_refs(provided)}],
     }
 
 
 def sbom_bytes(doc: Mapping[str, Any]) -> bytes:
     """Compact JSON with sorted keys and a final newline: byte-identical for equal documents."""
     return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode("ascii")
+
+
+def _distribution_refs(provided: Sequence[ProvidedLibrary]) -> list[str]:
+    """The PyPI purl of each distribution the wheel links from, once, sorted."""
+    purls = {
+        f"pkg:pypi/{purl_quote(canonicalize_name(p.distribution))}@{purl_quote(p.version)}"
+        for p in provided
+    }
+    return sorted(purls)
 
 
 def _component(lib: GraftedLib) -> dict[str, Any]:

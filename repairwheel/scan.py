@@ -46,6 +46,8 @@ class ElfMember:
     symbols_by_version: dict[str, tuple[str, ...]]  # version -> undefined symbols bound to it
     uses_pyfpe: bool
     uses_ucs2: bool
+    # undefined Py*/_Py* names (weak ones too): what the file takes from the interpreter
+    python_imports: frozenset[str] = frozenset()
     spilled: str | None = None  # a kept temp file holding the member's bytes, if any
 
     @property
@@ -69,6 +71,7 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMemb
     info = symbols.info
     python_abi = None
     undefined: set[str] = set()
+    python_imports: set[str] = set()
     by_version: dict[str, set[str]] = {}
     pyfpe = ucs2_candidates = False
     for i, (name, version) in enumerate(zip(symbols.names, symbols.versions)):
@@ -83,6 +86,8 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMemb
             by_version.setdefault(version, set()).add(name)
         if binding != _WEAK:  # a weak reference is optional: never a blacklist hit
             undefined.add(name)
+        if name.startswith(("Py", "_Py")):
+            python_imports.add(name)
         if kind in (SymbolType.FUNC, SymbolType.NOTYPE) and name in _PYFPE:
             pyfpe = True
         if kind == SymbolType.FUNC and "PyUnicodeUCS2_" in name:
@@ -95,6 +100,7 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMemb
         symbols_by_version={v: tuple(sorted(n)) for v, n in by_version.items()},
         uses_pyfpe=pyfpe and python_abi is not None,
         uses_ucs2=ucs2_candidates and python_abi == 2,
+        python_imports=frozenset(python_imports),
     )
 
 

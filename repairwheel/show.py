@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .audit import WheelReport
+from .include import IncludeEffect
 from .verdict import Blocker, BlockerKind, PolicyCheck, describe_group, group_blockers
 from .wheel import RecordMismatch
 
@@ -50,6 +51,20 @@ def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch]
         lines += [f"  {name} => {path or 'not found'}" for name, path in external.items()]
     else:
         lines.append("The wheel needs no external shared libraries.")
+    if report.provided:
+        lines.append("Libraries other distributions provide (linked where they install):")
+        for lib in report.provided:
+            undeclared = lib.requirement_problem
+            declared = (
+                f"{undeclared}: fix refuses it"
+                if undeclared
+                else f"Requires-Dist: {lib.requirement}"
+            )
+            where = f"{lib.distribution} {lib.version} ({lib.install_dir})"
+            lines.append(f"  {lib.soname} => {where}; {declared}")
+    effect = IncludeEffect.of(report)
+    if effect is not None:
+        lines += effect.lines()
 
     android = report.libc == "android"
     if android:
@@ -81,7 +96,24 @@ def format_report(report: WheelReport, record_problems: Sequence[RecordMismatch]
             f"Nothing it needs keeps it from API level {v.lower[0].policy.api_level} either "
             "(the tag is the build's choice; a repair keeps it)."
         )
+    lines += _abi3_lines(report)
     return "\n".join(lines)
+
+
+def _abi3_lines(report: WheelReport) -> list[str]:
+    """The abi3 tag's verdict: what in the ELF files the stable ABI of its version lacks."""
+    abi3 = report.abi3
+    if abi3 is None:
+        return []
+    if abi3.ok:
+        return [f"{abi3.tag}: every ELF file uses only the stable ABI of that version."]
+    lines = [f"Why not {abi3.tag} (the stable ABI of CPython {abi3.version}):"]
+    lines += [f"  {blocker}" for blocker in abi3.blockers]
+    lines += [
+        f"  {path} is named for one CPython version: no other version imports it"
+        for path in abi3.versioned_files
+    ]
+    return lines
 
 
 def _explain(checks: list[PolicyCheck]) -> list[str]:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audit import WheelReport
+from .debuginfo import plan_debug_files
 from .elf import ElfFile
 from .errors import ResourceError
-from .patch import PatchOps, strip
+from .patch import PatchOps, Strip
 from .plan import RepairPlan
 from .wheel import WheelArchive
 
@@ -38,6 +39,8 @@ class Staged:
     jobs: list[tuple[Path, PatchOps]] = field(default_factory=list)  # what patchelf does
     names: dict[Path, str] = field(default_factory=dict)  # staged file -> name in messages
     facts: dict[Path, ElfFile] = field(default_factory=dict)  # the audit's read of a staged file
+    strip: Strip | None = None  # how every staged file is stripped before it is patched
+    strip_only: set[Path] = field(default_factory=set)  # staged only to be stripped
 
 
 @contextlib.contextmanager
@@ -66,11 +69,14 @@ def stage(
     plan: RepairPlan,
     tmp: Path,
     small: Path,
-    strip_symbols: bool,
+    strip_level: str | None = None,
+    debug_symbols: bool = False,
 ) -> Staged:
-    """Stage every file that changes, and strip those that are only stripped; the patchelf
-    jobs (for the members to patch and the grafts) are left to the caller. Files up to
-    SMALL_FILE are staged in ``small``, bigger ones in ``tmp``."""
+    """Stage every file that changes: the members to patch, the grafts and, with a
+    ``strip_level``, every other ELF member too (as a job that only strips); the jobs are the
+    caller's to run. With ``debug_symbols`` each file's debug information is to be saved
+    under ``tmp/debug`` (:mod:`.debuginfo`). Files up to SMALL_FILE are staged in ``small``,
+    bigger ones in ``tmp``."""
     staged = Staged()
     spilled = {m.path: m.spilled for m in report.members if m.spilled}
 
@@ -114,10 +120,19 @@ def stage(
         staged.files[graft.member] = file
         staged.names[file] = f"{graft.member} (from {graft.source})"
         staged.jobs.append((file, graft.ops))
-    if strip_symbols:
-        for member in report.members:
-            if member.path not in staged.files:
-                strip(stage_member(member.path), display_name=member.path)
+    if strip_level is None:
+        return staged
+    for member in report.members:
+        if member.path not in staged.files:
+            file = stage_member(member.path)
+            staged.jobs.append((file, PatchOps()))
+            staged.facts[file] = member.elf
+            staged.strip_only.add(file)
+    debug_files = {}
+    if debug_symbols:
+        members = {file: name for name, file in staged.files.items()}
+        debug_files = plan_debug_files(members, tmp / "debug")
+    staged.strip = Strip(strip_level, debug_files)
     return staged
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .policy import MIN_GRAFT_API_LEVEL, Policy, android_system_level
+from .providers import ProvidedLibrary
 from .scan import ElfMember, is_loader
 
 X86_ISA_NAMES = {2: "x86-64-v2", 4: "x86-64-v3", 8: "x86-64-v4"}
@@ -37,11 +38,17 @@ class Dependency:
     # When missing: the files of the name the loader passed over, and why
     # ("/usr/lib/x86_64-linux-gnu/libc.so", "is a linker script, not a shared library")
     rejected: tuple[tuple[str, str], ...] = ()
+    provided: ProvidedLibrary | None = None  # another distribution's (--provided-by): linked
 
     @property
     def missing(self) -> bool:
         """Needed, outside the wheel, and nowhere to be found: a repair cannot graft it."""
-        return self.path is None and not self.in_wheel and not self.interpreter
+        return (
+            self.path is None
+            and not self.in_wheel
+            and not self.interpreter
+            and self.provided is None
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class MemberDeps:
 
     member: ElfMember
     libraries: Mapping[str, Dependency]
+    # --include names: shipped whatever the whitelist; an extension dlopen()s them
+    included: tuple[str, ...] = ()
 
 
 class BlockerKind(str, enum.Enum):
@@ -63,6 +72,7 @@ class BlockerKind(str, enum.Enum):
     PYFPE = "pyfpe"
     UCS2 = "ucs2"
     API_LEVEL = "api-level"
+    ABI3_SYMBOL = "abi3-symbol"  # of the abi3 tag, not of a platform policy (see abi3.py)
 
     def __str__(self) -> str:
         return self.value
@@ -100,6 +110,11 @@ class Blocker:
             return f"{self.file} requires the {self.detail} instruction set"
         if self.kind == BlockerKind.API_LEVEL:
             return f"{self.file} needs {self.library}: {self.detail}"
+        if self.kind == BlockerKind.ABI3_SYMBOL:
+            used = f"{self.file} uses {', '.join(self.symbols)}"
+            if self.detail is None:
+                return f"{used}, which is not in the stable ABI (abi3) of any CPython"
+            return f"{used}, in the stable ABI only from CPython {self.detail} on"
         if self.kind == BlockerKind.PYFPE:
             return f"{self.file} uses PyFPE_jbuf (fpectl builds only)"
         return f"{self.file} is built for a narrow-unicode (UCS2) Python"
@@ -181,21 +196,23 @@ def external_closure(
     """Libraries outside the wheel and the whitelist that ``deps.member`` loads, transitively.
 
     Whitelisted libraries are not walked into; libraries inside the wheel are walked through.
-    ``allow_libpython`` (Android) leaves libpython out, like a whitelisted library.
+    ``allow_libpython`` (Android) leaves libpython out, like a whitelisted library. An
+    extension loads the ``included`` names too, and those are never taken as whitelisted.
     """
     found: dict[str, Dependency] = {}
     seen: set[str] = set()
-    todo = [n for n in deps.member.elf.needed]
+    todo = [*deps.member.elf.needed, *(deps.included if deps.member.is_extension else ())]
     while todo:
         soname = todo.pop()
-        if soname in seen or is_loader(soname) or soname in whitelist:
+        whitelisted = soname in whitelist and soname not in deps.included
+        if soname in seen or is_loader(soname) or whitelisted:
             continue
         seen.add(soname)
         dep = deps.libraries.get(soname)
         if dep is None:  # excluded by the user
             continue
-        if allow_libpython and dep.interpreter:
-            continue
+        if (allow_libpython and dep.interpreter) or dep.provided is not None:
+            continue  # another distribution's libraries are its own business
         if not dep.in_wheel:
             found[soname] = dep
         todo.extend(dep.needed)
@@ -206,12 +223,16 @@ def _symbol_blockers(
     policy: Policy,
     arch: str,
     sources: Iterable[tuple[str, ElfMember]],
+    shipped: frozenset[str] = frozenset(),
 ) -> list[Blocker]:
-    """Versions ``policy`` does not allow, with the file and library needing each."""
+    """Versions ``policy`` does not allow, with the file and library needing each; those
+    needed from a ``shipped`` library (--include) are the graft's, not the system's."""
     blockers: list[Blocker] = []
     verdicts: dict[frozenset[str], tuple[str, ...]] = {}  # files mostly share their needs
     for file, member in sources:
         for library, versions in sorted(member.versioned_symbols.items()):
+            if library in shipped:
+                continue
             if versions not in verdicts:
                 verdicts[versions] = policy.disallowed_versions(arch, versions)
             for version in verdicts[versions]:
@@ -296,11 +317,12 @@ def decide(
     abi_blockers += [Blocker(BlockerKind.UCS2, m.path) for m in all_members if m.uses_ucs2]
 
     wheel_sources = [(m.path, m) for m in all_members]
+    shipped = frozenset(n for deps in roots for n in deps.included)  # their versions are ours
     in_wheel = {posixpath.basename(m.path): m.path for m in all_members}
     in_wheel.update({m.elf.soname: m.path for m in all_members if m.elf.soname})
     checks: list[PolicyCheck] = []
     sym_best: Policy = linux
-    sym_versions = _versions_of(wheel_sources)
+    sym_versions = _versions_of(wheel_sources, shipped)
     for policy in candidates:
         external = reach[policy.name].external
         grafted = [
@@ -308,10 +330,10 @@ def decide(
             for d in external.values()
             if d.path is not None and d.path in host_facts
         ]
-        symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted])
+        symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted], shipped)
         if sym_best is linux:
             # Reported versions: those of the best policy's repair, else of the newest policy's.
-            sym_versions = _versions_of([*wheel_sources, *grafted])
+            sym_versions = _versions_of([*wheel_sources, *grafted], shipped)
             if not symbol_blockers:
                 sym_best = policy
         other_blockers = [*isa_blockers.get(policy.name, ()), *abi_blockers]
@@ -413,11 +435,14 @@ def _check(
     )
 
 
-def _versions_of(sources: Iterable[tuple[str, ElfMember]]) -> dict[str, set[str]]:
+def _versions_of(
+    sources: Iterable[tuple[str, ElfMember]], shipped: frozenset[str] = frozenset()
+) -> dict[str, set[str]]:
     result: dict[str, set[str]] = {}
     for _, member in sources:
         for library, versions in member.versioned_symbols.items():
-            result.setdefault(library, set()).update(versions)
+            if library not in shipped:
+                result.setdefault(library, set()).update(versions)
     return result
 
 

@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,50 @@ def test_removing_a_needed_entry_keeps_the_rest_in_order(tmp_path: Path) -> None
     assert "libm.so.6" in needed
     patch_file(lib, PatchOps(remove_needed=("libm.so.6",)))
     assert read_elf(lib).needed == tuple(n for n in needed if n != "libm.so.6")
+
+
+def _section_ranges(path: Path, names: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+    with path.open("rb") as fh:
+        elf = ELFFile(fh)
+        found = (elf.get_section_by_name(name) for name in names)
+        return {s.name: (s["sh_offset"], s.data()) for s in found if s is not None}
+
+
+def test_what_moved_leaves_zeros_behind(tmp_path: Path) -> None:
+    """The old string table and the rest of the head block are read by nothing once moved:
+    they are zeroed, so a wheel does not carry them twice; the copies keep the old bytes."""
+    lib = _library(tmp_path, "-Wl,--disable-new-dtags,-rpath,/opt/b")
+    names = (".note.gnu.property", ".note.gnu.build-id", ".gnu.hash", ".dynsym", ".dynstr")
+    before = _section_ranges(lib, names)
+    layout = patch_file(lib, PatchOps(rpath="$ORIGIN/" + "x" * 300, set_soname="libt.so.9"))
+    assert layout.strtab_moved and layout.head_moved
+    data = lib.read_bytes()
+    after = _section_ranges(lib, names)
+    with lib.open("rb") as fh:
+        header = ELFFile(fh).header
+        ph_end = header["e_phoff"] + header["e_phnum"] * header["e_phentsize"]
+    moved = {name for name in before if after[name][0] != before[name][0]}
+    assert ".dynstr" in moved and len(moved) >= 2  # the string table and a head block
+    for name, (offset, old) in before.items():
+        new_offset, new = after[name]
+        if name == ".dynstr":  # the old RPATH's bytes are free in the copy
+            old = old.replace(b"/opt/b\0", bytes(7))
+        assert new[: len(old)] == old, name
+        left = data[max(offset, ph_end) : offset + len(old)]  # (the new program header)
+        assert left == (bytes(len(left)) if name in moved else old[-len(left) :]), name
+    assert _dynamic_tags(lib)["DT_RPATH"] == ["$ORIGIN/" + "x" * 300]
+    assert _loads(lib).stdout == "3\n"
+    stripped = tmp_path / "stripped.so"
+    subprocess.run(["strip", "-s", "-o", str(stripped), str(lib)], check=True)
+    assert _loads(stripped).stdout == "3\n"
+
+
+def test_without_section_headers_nothing_is_zeroed(tmp_path: Path) -> None:
+    """Without section headers nothing says what else the old bytes hold: they stay."""
+    lib = _library(tmp_path, "-Wl,--disable-new-dtags,-rpath,/opt/b")
+    offset, strings = _section_ranges(lib, [".dynstr"])[".dynstr"]
+    _drop_section_headers(lib)
+    layout = patch_file(lib, PatchOps(rpath="$ORIGIN/" + "x" * 300))
+    assert layout.strtab_moved
+    assert lib.read_bytes()[offset : offset + len(strings)] == strings
+    assert _loads(lib).stdout == "3\n"

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import parse_wheel_filename
 from pypi_wheels import cache_dir, unavailable
-from wheelbuild import INTERPRETER_TAG, PLATFORM, install, make_venv, run_python
+from wheelbuild import INTERPRETER_TAG, PLATFORM, install, make_venv, repairwheel_cli, run_python
 
 from repairwheel.repair import RepairResult, repair_wheel
 
@@ -209,6 +209,17 @@ def test_unrepaired_wheel_fails_with_the_libraries_hidden(prepared: Prepared) ->
 def test_repaired_wheel_works_with_the_libraries_hidden(prepared: Prepared) -> None:
     proc = _run_hidden(prepared, prepared.site)
     assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
+
+
+def test_check_passes_the_repaired_wheel(prepared: Prepared) -> None:
+    proc = repairwheel_cli("check", prepared.result.output)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout
+
+
+def test_check_fails_the_unrepaired_wheel_naming_the_library(prepared: Prepared) -> None:
+    proc = repairwheel_cli("check", str(prepared.wheel))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert f"needs {prepared.project.library}, which is neither in the wheel" in proc.stdout
 
 
 @pytest.fixture(scope="module")

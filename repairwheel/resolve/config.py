@@ -127,12 +127,22 @@ def loader_config(
         arch=arch,
         root=root,
         lib=lib,
-        platform=_PLATFORMS.get(arch),
+        platform=_platform(libc, arch, root, interpreter),
         interpreter=rooted(root, interpreter) if interpreter else None,
         env_paths=tuple(env_paths),
         system_dirs=tuple(dedupe(system)),
         cwd=os.getcwd(),
     )
+
+
+def _platform(libc: str, arch: str, root: str, interpreter: str | None) -> str | None:
+    """$PLATFORM: as this machine's glibc loader expands it when it is the one searching,
+    else the architecture's AT_PLATFORM."""
+    if libc == GLIBC and root == "/" and interpreter is not None:
+        asked = interpreter_platform(interpreter)
+        if asked is not None:
+            return asked
+    return _PLATFORMS.get(arch)
 
 
 def _android_config(
@@ -222,20 +232,37 @@ def interpreter_search_path(interpreter: str) -> tuple[str, ...] | None:
     """The default directories glibc's loader at ``interpreter`` (a path of this machine)
     searches, as it prints them; None where it cannot tell (not a known interpreter path,
     absent, another architecture, glibc older than 2.33).  Asked once per interpreter file."""
+    return _asked(interpreter)[0]
+
+
+def interpreter_platform(interpreter: str) -> str | None:
+    """What glibc's loader at ``interpreter`` expands $PLATFORM to on this machine (on x86_64
+    glibc 2.26-2.36 it is "haswell" or "xeon_phi" on CPUs with their features, not AT_PLATFORM
+    as the kernel gives it), as ``--list-diagnostics`` or ``--help`` print it; None where it
+    cannot tell."""
+    return _asked(interpreter)[1]
+
+
+def _asked(interpreter: str) -> tuple[tuple[str, ...] | None, str | None]:
     if interpreter not in _KNOWN_INTERPRETERS:
-        return None
+        return None, None
     try:
         real = os.path.realpath(interpreter)
         st = os.stat(real)
     except OSError:
-        return None
+        return None, None
     return _ask_interpreter(real, st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=16)
-def _ask_interpreter(real: str, mtime_ns: int, size: int) -> tuple[str, ...] | None:
+def _ask_interpreter(
+    real: str, mtime_ns: int, size: int
+) -> tuple[tuple[str, ...] | None, str | None]:
+    """(search path, $PLATFORM) as the interpreter prints them, each None where it does not."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LD_", "GLIBC_TUNABLES"))}
-    for option, parse in (("--help", _parse_ld_so_help), ("--list-diagnostics", _parse_diag)):
+    dirs: tuple[str, ...] = ()
+    platform = None
+    for option, parse in (("--list-diagnostics", _parse_diag), ("--help", _parse_ld_so_help)):
         try:
             out = subprocess.run(
                 [real, option],
@@ -246,11 +273,21 @@ def _ask_interpreter(real: str, mtime_ns: int, size: int) -> tuple[str, ...] | N
                 check=False,
             ).stdout.decode("utf-8", "surrogateescape")
         except (OSError, subprocess.SubprocessError):
-            return None  # cannot run here (another architecture, no permission, hung)
-        dirs = parse(out)
-        if dirs:
-            return dirs
-    return None
+            return None, None  # cannot run here (another architecture, no permission, hung)
+        dirs = dirs or parse(out)
+        platform = platform or _parse_platform(out)
+        if dirs and platform:
+            break
+    return dirs or None, platform
+
+
+def _parse_platform(text: str) -> str | None:
+    """$PLATFORM: ``dl_platform="..."`` (--list-diagnostics) or the legacy hwcaps line marked
+    "(AT_PLATFORM; ...)" (--help)."""
+    match = re.search(r'^dl_platform="([^"/]+)"$', text, re.M) or re.search(
+        r"^\s+(\S+) \(AT_PLATFORM;", text, re.M
+    )
+    return match.group(1) if match else None
 
 
 def _parse_ld_so_help(text: str) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ class Step(str, enum.Enum):
     LDPATHS = "--ldpaths"
     INTERPRETER = "interpreter"
     NAME = "path in DT_NEEDED"
+    INCLUDE = "--include"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Library:
     rejected: tuple[tuple[str, str], ...] = ()
     # A DT_NEEDED path relative to the working directory at run time: not looked up
     relative: bool = False
+    # Left to another installed distribution (--provided-by): not looked up, not followed
+    provided: bool = False
 
     @property
     def needed(self) -> tuple[str, ...]:
@@ -85,11 +88,12 @@ class Library:
             "skipped": list(self.skipped),
             "rejected": [{"path": path, "reason": why} for path, why in self.rejected],
             "relative": self.relative,
+            "provided": self.provided,
         }
 
     def why_not_found(self) -> str | None:
         """What was found under the name and why it is not used, for a library not found."""
-        if self.path is not None or self.excluded:
+        if self.path is not None or self.excluded or self.provided:
             return None
         if self.relative:
             return "a path relative to the working directory at run time"
@@ -156,6 +160,8 @@ class DependencyTree:
 def _describe(lib: Library) -> str:
     if lib.excluded:
         return f"{lib.soname} => excluded"
+    if lib.provided:
+        return f"{lib.soname} => provided by another distribution"
     if lib.path is not None:
         return f"{lib.soname} => {lib.path}"
     if lib.relative:

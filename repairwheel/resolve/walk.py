@@ -12,7 +12,7 @@ import functools
 import os
 import posixpath
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ..elf import ElfFile, read_elf
@@ -28,13 +28,29 @@ def resolve(
     fs: Filesystem,
     config: LoaderConfig,
     exclude: Iterable[str] = (),
+    provided: Collection[str] = (),
+    included: Mapping[str, str] | None = None,
+    dlopen: bool = False,
 ) -> DependencyTree:
     """Resolve everything ``elf`` (found at ``path`` in ``fs``) needs, transitively.
 
     ``exclude`` holds fnmatch patterns matched against each DT_NEEDED name and resolved
     realpath (auditwheel's --exclude): a match is recorded but its needs are not followed.
+    ``provided`` names are another distribution's (--provided-by): recorded as such, neither
+    looked up nor followed. ``included`` maps names the wheel ships (--include) to the file
+    each opens, wherever it is needed; with ``dlopen`` the root loads them too, as dlopen()
+    does once its DT_NEEDED tree is loaded.
     """
-    walk = _Walk(os.path.abspath(path), elf, fs, config, tuple(exclude))
+    walk = _Walk(
+        os.path.abspath(path),
+        elf,
+        fs,
+        config,
+        tuple(exclude),
+        frozenset(provided),
+        dict(included or {}),
+        dlopen,
+    )
     return DependencyTree(
         path=walk.root.path,
         realpath=walk.root.realpath,
@@ -77,11 +93,17 @@ class _Walk:
         fs: Filesystem,
         config: LoaderConfig,
         exclude: tuple[str, ...],
+        provided: frozenset[str],
+        included: dict[str, str],
+        dlopen: bool,
     ) -> None:
         self.fs = fs
         self.config = config
         self.rules = rules_for(config)
         self.exclude = exclude
+        self.provided = provided
+        self.included = included  # name -> the file --include gave for it
+        self.dlopen = dlopen  # whether the root loads the included names after its tree
         self.root = _Object(
             elf.soname or posixpath.basename(path), path, fs.realpath(path), elf, None
         )
@@ -97,12 +119,19 @@ class _Walk:
 
     def run(self) -> dict[str, Library]:
         self.queue.append(self.root)
+        self._drain()
+        for name in self.included if self.dlopen else ():
+            if name not in self.libraries:
+                self.libraries[name] = self._load(name, self.root)
+                self._drain()
+        return self.libraries
+
+    def _drain(self) -> None:
         while self.queue:
             obj = self.queue.popleft()
             for name in obj.elf.needed:
                 if name not in self.libraries:
                     self.libraries[name] = self._load(name, obj)
-        return self.libraries
 
     def _register(self, obj: _Object, name: str | None) -> None:
         """Remember ``obj``, loaded by the DT_NEEDED ``name`` (None: the root, the loader)."""
@@ -139,6 +168,8 @@ class _Walk:
         loader_name = None if loader is self.root else loader.name
         if self._excluded(name):
             return Library(name, None, None, None, None, loader_name, excluded=True)
+        if name in self.provided:
+            return Library(name, None, None, None, None, loader_name, provided=True)
         known = self._known(name)
         if known is not None and not known.listed:
             return self._list_interpreter(name, known, loader)
@@ -148,7 +179,10 @@ class _Walk:
             )
         if "/" in name and self.rules.is_relative(name, loader):
             return Library(name, None, None, None, None, loader_name, relative=True)
-        found, rejected, skipped = self._find(name, loader)
+        if name in self.included:
+            found, rejected, skipped = self._open_included(name, loader)
+        else:
+            found, rejected, skipped = self._find(name, loader)
         if found is None:
             return Library(
                 name, None, None, None, None, loader_name, skipped=skipped, rejected=rejected
@@ -204,6 +238,17 @@ class _Walk:
                 continue
             return (candidate, elf, d), tuple(rejected), tuple(skipped)
         return None, tuple(rejected), tuple(skipped)
+
+    def _open_included(
+        self, name: str, loader: _Object
+    ) -> tuple[_Found | None, tuple[tuple[str, str], ...], tuple[str, ...]]:
+        """The file --include gave for ``name`` (the graft the repaired wheel loads)."""
+        path = self.included[name]
+        elf, why = examine(self.fs, path)
+        if elf is None:
+            return None, ((path, why or "does not exist"),), ()
+        found_by = SearchDir(posixpath.dirname(path), Step.INCLUDE, name, "--include")
+        return (path, elf, found_by), (), ()
 
     def _candidates(self, name: str, loader: _Object) -> Iterator[tuple[str, SearchDir]]:
         if "/" in name:  # opened as it stands

@@ -11,8 +11,10 @@ under its final name only once it is complete. :mod:`.names` handles file names 
 from .archive import WheelArchive, WheelMetadata
 from .names import WheelFilename, platlib_wheel_text, replace_platform_tags, wheel_filename
 from .records import RecordHash, RecordMismatch, RecordRow, record_hash
+from .reuse import Reuse, find_runs
 from .writer import WheelWriter, source_date_epoch
 from .zipread import Member, RawEntry
+from .zipwrite import streams
 
 __all__ = [
     "Member",
@@ -20,13 +22,16 @@ __all__ = [
     "RecordHash",
     "RecordMismatch",
     "RecordRow",
+    "Reuse",
     "WheelArchive",
     "WheelFilename",
     "WheelMetadata",
     "WheelWriter",
+    "find_runs",
     "platlib_wheel_text",
     "record_hash",
     "replace_platform_tags",
     "source_date_epoch",
+    "streams",
     "wheel_filename",
 ]

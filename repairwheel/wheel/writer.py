@@ -16,6 +16,7 @@ from typing import BinaryIO, Callable
 from ..errors import UsageError, WheelError
 from .archive import WheelArchive
 from .records import RecordHash, RecordRow, write_record
+from .reuse import Reuse
 from .zipread import CHUNK, Bytes, DateTime, RawEntry, StrPath, resource_error, unsafe_name
 from .zipwrite import NEW_MEMBER_TIME, ZipWriter, compressed, dos_date_time, streams
 
@@ -128,8 +129,13 @@ class WheelWriter:
         mode: int = 0o644,
         date_time: DateTime | None = None,
         level: int = -1,
+        reuse: Reuse | None = None,
     ) -> None:
-        """Add a new or changed file member, deflated at zlib ``level`` (-1 is 6, 0 stores it)."""
+        """Add a new or changed file member, deflated at zlib ``level`` (-1 is 6, 0 stores it).
+
+        ``reuse``: for a big member patched from one of the input, the runs of its old deflate
+        stream that still decode to the same bytes, kept as they are; only the rest is
+        compressed at ``level`` (:mod:`.reuse`)."""
         if not -1 <= level <= 9:
             raise ValueError(f"compression level must be -1..9, not {level}")
         if name == self._record_path:
@@ -144,7 +150,7 @@ class WheelWriter:
         if level != 0 and streams(len(data)) and not self._deferred_name(name):
             with self._writing() as out:
                 member, sha256 = out.write_deflated(
-                    name, data, level=level, mode=mode, date_time=when
+                    name, data, level=level, mode=mode, date_time=when, reuse=reuse
                 )
             self._rows.append(RecordRow(name, RecordHash.from_hasher(sha256), member.file_size))
             return

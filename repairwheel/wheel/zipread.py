@@ -21,6 +21,7 @@ from typing import TypeVar, Union
 
 from .._zlib import ZlibError, zlib
 from ..errors import ResourceError, WheelError
+from .reuse import OldStream
 
 StrPath = Union[str, "os.PathLike[str]"]
 DateTime = tuple[int, int, int, int, int, int]
@@ -140,6 +141,24 @@ class ZipReader:
     def raw_entry(self, name: str) -> RawEntry:
         """The member's header and its compressed bytes in pieces of at most CHUNK bytes."""
         return RawEntry(self.member(name), self._raw_chunks(self._info(name), CHUNK))
+
+    def deflate_stream(self, name: str) -> OldStream | None:
+        """The member's deflate stream, to reuse its blocks (:mod:`.reuse`); None when it is
+        not deflated."""
+        info = self._info(name)
+        if info.compress_type != zipfile.ZIP_DEFLATED:
+            return None
+        base = self._data_offset(info)
+
+        def read(start: int, end: int) -> Iterator[bytes]:
+            for position in range(start, end, CHUNK):
+                want = min(CHUNK, end - position)
+                data = self._pread(want, base + position)
+                if len(data) != want:
+                    raise self._error(f"member {name!r} is truncated")
+                yield data
+
+        return OldStream(info.compress_size, read)
 
     def contents(
         self, name: str, raw_chunk: int = CHUNK, out_chunk: int = OUT_CHUNK

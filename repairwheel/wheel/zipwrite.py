@@ -10,19 +10,22 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import logging
 import mmap
 import os
 import stat
 import struct
 import time
 import zipfile
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
 from .._zlib import zlib
+from .reuse import OldStream, Reuse, Run
 from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawEntry
+
+log = logging.getLogger(__name__)
 
 NEW_MEMBER_TIME: DateTime = (1980, 1, 1, 0, 0, 0)
 """The time of a new member given none: the earliest a zip can hold, so output is reproducible."""
@@ -112,14 +115,28 @@ class ZipWriter:
         return central + raw_name + extra + member.comment
 
     def write_deflated(
-        self, name: str, data: Bytes, *, level: int, mode: int, date_time: DateTime
+        self,
+        name: str,
+        data: Bytes,
+        *,
+        level: int,
+        mode: int,
+        date_time: DateTime,
+        reuse: Reuse | None = None,
     ) -> tuple[Member, hashlib._Hash]:
         """Write ``data`` as a new deflated member while it is compressed, block by block, and
         return its header and sha256: the local header is written first and its CRC and
         compressed size filled in afterwards, so the output is the bytes write() would give
-        for the same member. For members whose sizes cannot reach zip64 (``streams``)."""
+        for the same member. For members whose sizes cannot reach zip64 (``streams``).
+
+        With ``reuse``, runs of an earlier version's deflate stream that still decode to the
+        same bytes are copied instead of compressed (:mod:`.reuse`)."""
         if not streams(len(data)):
             raise ValueError("write_deflated() is for members below the zip64 limit")
+        runs, old = (reuse.runs, reuse.old) if reuse is not None else ((), None)
+        if runs:
+            reused = sum(run.end - run.start for run in runs)
+            log.debug("%s: %d of %d bytes keep their old deflate blocks", name, reused, len(data))
         crc, sha256 = 0, hashlib.sha256()
 
         def consumed(block: memoryview) -> None:
@@ -139,7 +156,7 @@ class ZipWriter:
         start = self._offset
         self._emit(self._local_header(member))
         body = self._offset
-        for piece in _deflate_blocks(data, level, consumed):
+        for piece in _deflate_blocks(data, level, consumed, runs, old):
             self._emit(piece)
         member = dataclasses.replace(member, crc=crc, compress_size=self._offset - body)
         self._out.seek(start)
@@ -204,45 +221,79 @@ def deflate(data: Bytes, level: int) -> list[bytes]:
     return list(_deflate_blocks(data, level, lambda block: None))
 
 
+def _pieces(size: int, runs: Sequence[Run]) -> list[tuple[int, int, Run | None]]:
+    """The stream's pieces in order as (start, end, run): blocks of at most 1 MiB to compress
+    around the reused runs, and a last compressed block (empty if need be) to end the stream."""
+    pieces: list[tuple[int, int, Run | None]] = []
+    position = 0
+    for run in (*runs, None):
+        stop = size if run is None else run.start
+        pieces += [
+            (s, min(s + _DEFLATE_BLOCK, stop), None) for s in range(position, stop, _DEFLATE_BLOCK)
+        ]
+        if run is not None:
+            pieces.append((run.start, run.end, run))
+            position = run.end
+    if not pieces or pieces[-1][2] is not None:
+        pieces.append((size, size, None))
+    return pieces
+
+
 def _deflate_blocks(
-    data: Bytes, level: int, consumed: Callable[[memoryview], None]
+    data: Bytes,
+    level: int,
+    consumed: Callable[[memoryview], None],
+    runs: Sequence[Run] = (),
+    old: OldStream | None = None,
 ) -> Iterator[bytes]:
-    """deflate()'s blocks in order, at most two per thread in flight; ``consumed`` sees each
-    input block, in order, once its output is ready (to hash it), and a mapped file's pages
-    are released after that, so a 400 MB member costs a few MB of memory, not 400."""
+    """deflate()'s blocks in order, at most two per thread in flight, with the ``runs`` of the
+    ``old`` stream copied in their places; ``consumed`` sees the input, in order, as each
+    piece's output is ready (to hash it), and a mapped file's pages are released after that,
+    so a 400 MB member costs a few MB of memory, not 400."""
     view = memoryview(data)
     release = getattr(data, "madvise", None)
+    pieces = _pieces(len(data), runs)
 
-    def block(start: int) -> bytes:
-        end = start + _DEFLATE_BLOCK
+    def block(index: int) -> bytes:
+        start, end, _ = pieces[index]
         window = view[max(start - _WINDOW, 0) : start]
         deflater = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
-        last = zlib.Z_FINISH if end >= len(data) else zlib.Z_SYNC_FLUSH
+        last = zlib.Z_FINISH if index == len(pieces) - 1 else zlib.Z_SYNC_FLUSH
         return deflater.compress(view[start:end]) + deflater.flush(last)
 
-    starts = range(0, max(len(data), 1), _DEFLATE_BLOCK)
-    if len(starts) == 1:
+    def done(start: int, end: int) -> None:
+        for low in range(start, end, _DEFLATE_BLOCK):
+            high = min(low + _DEFLATE_BLOCK, end)
+            consumed(view[low:high])
+            if release is not None and low >= _WINDOW:
+                # the next blocks' windows may still fault these pages back in: harmless
+                page = (low - _WINDOW) // mmap.PAGESIZE * mmap.PAGESIZE
+                with contextlib.suppress(OSError, ValueError):
+                    release(mmap.MADV_DONTNEED, page, high - low)
+
+    if len(pieces) == 1:
         consumed(view)
         yield block(0)
         return
-    threads = min(len(starts), os.cpu_count() or 1)
+    fresh = [index for index, (_, _, run) in enumerate(pieces) if run is None]
+    threads = min(len(fresh), os.cpu_count() or 1)
     with ThreadPoolExecutor(threads) as pool:
-        pending: deque[tuple[int, Future[bytes]]] = deque()
-        ahead = iter(starts)
-        for start in itertools.islice(ahead, 2 * threads):
-            pending.append((start, pool.submit(block, start)))
-        while pending:
-            start, future = pending.popleft()
-            out = future.result()
-            consumed(view[start : start + _DEFLATE_BLOCK])
-            if release is not None and start >= _WINDOW:
-                # the next blocks' windows may still fault these pages back in: harmless
-                low = (start - _WINDOW) // mmap.PAGESIZE * mmap.PAGESIZE
-                with contextlib.suppress(OSError, ValueError):
-                    release(mmap.MADV_DONTNEED, low, min(_DEFLATE_BLOCK, len(data) - low))
-            for following in itertools.islice(ahead, 1):
-                pending.append((following, pool.submit(block, following)))
-            yield out
+        futures: dict[int, Future[bytes]] = {}
+        ahead = iter(fresh)
+        for index in itertools.islice(ahead, 2 * threads):
+            futures[index] = pool.submit(block, index)
+        for index, (start, end, run) in enumerate(pieces):
+            if run is None:
+                out = futures.pop(index).result()
+                done(start, end)
+                for following in itertools.islice(ahead, 1):
+                    futures[following] = pool.submit(block, following)
+                yield out
+            elif old is not None:
+                yield from old.read(run.raw_start, run.raw_end)
+                done(start, end)
+            else:
+                raise ValueError("runs to reuse need the old stream")
 
 
 def dos_date_time(epoch: int) -> DateTime:

@@ -1,0 +1,239 @@
+"""A patched member keeps the deflate blocks of its old stream that the patch left alone.
+
+Every assembled stream is decoded with Python's zlib and compared with the new bytes; the runs
+are checked against what a deflate block may depend on (the 32 KiB before it); and a real
+repair of an extension of 12 MB is loaded with its library hidden.
+"""
+
+from __future__ import annotations
+
+import random
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wheelbuild import (
+    BuiltWheel,
+    Extension,
+    Library,
+    WheelSpec,
+    build_wheel,
+    run_without_originals,
+)
+
+from repairwheel import repair_wheel
+from repairwheel.wheel import WheelArchive, WheelWriter, reuse, zipwrite
+from repairwheel.wheel.reuse import WINDOW, OldStream, Reuse, Run, find_runs
+
+_DIST = "demo-1.0.dist-info"
+_NAME = "demo-1.0-py3-none-linux_x86_64.whl"
+
+
+def _text(size: int, seed: int) -> bytes:
+    """Machine-code-like data: random words from a small vocabulary, so that zlib makes many
+    blocks of a few dozen KB, as it does for a shared library."""
+    rng = random.Random(seed)
+    words = [rng.randbytes(rng.randrange(2, 12)) for _ in range(3000)]
+    out = bytearray()
+    while len(out) < size:
+        out += b"".join(rng.choices(words, k=4096))
+    return bytes(out[:size])
+
+
+def _stream(data: bytes, level: int = 6) -> bytes:
+    deflater = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflater.compress(data) + deflater.flush()
+
+
+def _old(stream: bytes, chunk: int = 1 << 20) -> OldStream:
+    def read(start: int, end: int) -> Iterator[bytes]:
+        for position in range(start, end, chunk):
+            yield stream[position : min(position + chunk, end)]
+
+    return OldStream(len(stream), read)
+
+
+def _assemble(new: bytes, stream: bytes, runs: tuple[Run, ...]) -> bytes:
+    seen = bytearray()
+    out = b"".join(zipwrite._deflate_blocks(new, 6, seen.extend, runs, _old(stream)))
+    assert seen == new  # every byte hashed once, in order
+    return out
+
+
+def _check_runs(old: bytes, new: bytes, stream: bytes, runs: tuple[Run, ...]) -> None:
+    """What makes a run safe: its bytes and the window before it are unchanged, it starts and
+    ends at a block boundary of the old stream (decoding it from there gives the same bytes)."""
+    for a, b in zip(runs, runs[1:]):
+        assert a.end <= b.start
+    for run in runs:
+        low = max(run.start - WINDOW, 0)
+        assert old[low : run.end] == new[low : run.end]
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS, zdict=old[low : run.start])
+        assert inflater.decompress(stream[run.raw_start : run.raw_end]) == old[run.start : run.end]
+        assert not inflater.eof  # the last block, with the end-of-stream bit, is never reused
+
+
+@pytest.fixture(scope="module")
+def original() -> tuple[bytes, bytes]:
+    data = _text(6 << 20, seed=1)
+    return data, _stream(data)
+
+
+def test_a_few_patched_bytes_keep_almost_every_old_block(original: tuple[bytes, bytes]) -> None:
+    old, stream = original
+    new = bytearray(old)
+    new[64:80] = b"\x01" * 16  # a header
+    new[3_000_000:3_000_200] = bytes(200)  # a dynamic table
+    new += _text(300_000, seed=2)  # a new segment at the end
+    new = bytes(new)
+    runs = find_runs(_old(stream), new)
+    _check_runs(old, new, stream, runs)
+    assert len(runs) == 2
+    reused = sum(run.end - run.start for run in runs)
+    assert reused > len(old) * 0.7  # (about one block boundary in eight is byte-aligned)
+    out = _assemble(new, stream, runs)
+    assert zlib.decompress(out, -zlib.MAX_WBITS) == new
+    whole = b"".join(zipwrite.deflate(new, 6))
+    assert len(out) <= len(whole) * 1.01
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, (6 << 20) - 1), st.integers(1, 5000), st.integers(0, 255)),
+        max_size=6,
+    ),
+    tail=st.integers(-200_000, 200_000),
+)
+def test_any_edit_gives_a_stream_of_the_new_bytes(
+    original: tuple[bytes, bytes], edits: list[tuple[int, int, int]], tail: int
+) -> None:
+    old, stream = original
+    new = bytearray(old)
+    for at, size, value in edits:
+        new[at : at + size] = bytes([value]) * len(new[at : at + size])
+    new = new[: len(new) + tail] if tail < 0 else new + _text(tail, seed=tail)
+    new = bytes(new)
+    runs = find_runs(_old(stream), new)
+    _check_runs(old, new, stream, runs)
+    assert zlib.decompress(_assemble(new, stream, runs), -zlib.MAX_WBITS) == new
+
+
+def test_unchanged_bytes_reuse_all_but_the_last_block(original: tuple[bytes, bytes]) -> None:
+    old, stream = original
+    runs = find_runs(_old(stream), old)
+    assert len(runs) == 1 and runs[0].start == 0 and runs[0].raw_start == 0
+    assert zlib.decompress(_assemble(old, stream, runs), -zlib.MAX_WBITS) == old
+
+
+def test_stored_blocks_are_reused_too() -> None:
+    old = _text(1 << 20, seed=3)
+    stream = _stream(old, level=0)
+    new = old[:500_000] + b"patched" + old[500_007:]
+    runs = find_runs(_old(stream), new)
+    _check_runs(old, new, stream, runs)
+    assert runs and sum(run.end - run.start for run in runs) > 900_000
+    assert zlib.decompress(_assemble(new, stream, runs), -zlib.MAX_WBITS) == new
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda s: s[: len(s) // 2], id="truncated"),
+        pytest.param(lambda s: s + b"trailing bytes", id="bytes-after-the-end"),
+        pytest.param(lambda s: s[:1000] + b"\xff" * 64 + s[1064:], id="corrupt"),
+    ],
+)
+def test_a_stream_that_does_not_read_to_its_end_is_not_reused(
+    original: tuple[bytes, bytes], spoil: object
+) -> None:
+    old, stream = original
+    assert callable(spoil)
+    assert find_runs(_old(spoil(stream)), old) == ()
+
+
+@pytest.mark.parametrize("inflate", ["_zlib_ng", "_system_zlib"])
+def test_zlib_ng_and_the_system_zlib_find_the_same_runs(
+    original: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch, inflate: str
+) -> None:
+    old, stream = original
+    new = old[:2_000_000] + b"patched" + old[2_000_007:]
+    monkeypatch.setattr(reuse, "_inflater", getattr(reuse, inflate))
+    runs = find_runs(_old(stream), new)
+    _check_runs(old, new, stream, runs)
+    monkeypatch.undo()
+    assert runs == find_runs(_old(stream), new)
+
+
+def test_without_a_block_inflate_the_member_is_compressed_whole(
+    original: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, stream = original
+    monkeypatch.setattr(reuse, "_inflater", lambda: None)
+    assert find_runs(_old(stream), old) == ()
+
+
+def test_the_writer_keeps_old_blocks_and_the_member_reads_back(
+    tmp_path: Path, original: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, stream = original
+    monkeypatch.setattr(zipwrite, "STREAM_MIN", 1 << 20)
+    new = old[:100] + b"X" + old[101:] + b"tail"
+    sizes = {}
+    old_stream = _old(stream)
+    for name, previous in (
+        ("reused", Reuse(old_stream, find_runs(old_stream, new))),
+        ("whole", None),
+    ):
+        out = tmp_path / name / _NAME
+        out.parent.mkdir()
+        with WheelWriter(out, _DIST) as writer:
+            writer.add("demo/big.bin", new, mode=0o755, reuse=previous)
+        with WheelArchive(out) as wheel:
+            assert wheel.read("demo/big.bin") == new  # size and CRC checked
+            sizes[name] = wheel.member("demo/big.bin").compress_size
+        with zipfile.ZipFile(out) as zf:
+            assert zf.testzip() is None
+    assert sizes["reused"] < len(stream) + 2000
+    assert sizes["reused"] <= sizes["whole"] * 1.01
+
+
+_BLOB = Library("blob", 5)
+
+
+@pytest.fixture(scope="module")
+def big_extension(tmp_path_factory: pytest.TempPathFactory) -> BuiltWheel:
+    """A wheel whose extension holds 12 MB of data (streamed and reused when patched) and
+    links a library that must be grafted."""
+    work = tmp_path_factory.mktemp("big")
+    payload = work / "payload.bin"
+    payload.write_bytes(_text(12 << 20, seed=4))
+    prelude = f'__asm__(".section .rodata\\n.incbin \\"{payload}\\"\\n.previous");'
+    spec = WheelSpec(
+        libraries=(_BLOB,), extensions=(Extension("demo._big", ("blob",), prelude=prelude),)
+    )
+    return build_wheel(spec, work / "build")
+
+
+def test_a_repaired_big_extension_keeps_its_blocks_and_loads(
+    big_extension: BuiltWheel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = big_extension
+    member = built.spec.extensions[0].member
+    reused = repair_wheel(built.path, tmp_path / "reused", ldpaths=str(built.lib_dir))
+    monkeypatch.setattr(reuse, "_inflater", lambda: None)
+    whole = repair_wheel(built.path, tmp_path / "whole", ldpaths=str(built.lib_dir))
+    with WheelArchive(reused.output) as a, WheelArchive(whole.output) as b:
+        assert a.read(member) == b.read(member)  # the same patched bytes either way
+        size = a.member(member).compress_size
+    with WheelArchive(built.path) as wheel:
+        before = wheel.member(member).compress_size
+    assert size < before + 4096  # the old blocks, plus the patched regions
+    code = "import demo._big as m; print(m.value())"
+    proc, control = run_without_originals(Path(reused.output), built, code, tmp_path)
+    assert (proc.returncode, proc.stdout.strip()) == (0, str(built.expected_value("demo._big")))
+    assert control.returncode != 0
