@@ -152,16 +152,23 @@ def _excluded(args: argparse.Namespace) -> list[str]:
     return [glob for value in args.exclude for glob in value]
 
 
-def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
-    """The options ``show`` and ``fix`` share (auditwheel's names)."""
-    _add_ldpaths(p)
+def _add_exclude(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument(
         "--exclude",
         action="append",
         default=[],
         type=_globs,
         metavar="SONAME-GLOB[,...]",
-        help="leave libraries matching this glob (soname or path) out; repeatable, and a "
+        help=help_text,
+    )
+
+
+def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
+    """The options ``show`` and ``fix`` share (auditwheel's names)."""
+    _add_ldpaths(p)
+    _add_exclude(
+        p,
+        "leave libraries matching this glob (soname or path) out; repeatable, and a "
         "comma-separated list is several (show takes it too, to preview what fix reaches)",
     )
     p.add_argument(
@@ -247,14 +254,7 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--plat", help="a platform tag the wheel must satisfy as well")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_ldpaths(p)
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        type=_globs,
-        metavar="SONAME-GLOB[,...]",
-        help="libraries matching this glob may stay outside the wheel (as fix --exclude)",
-    )
+    _add_exclude(p, "libraries matching this glob may stay outside the wheel (as fix --exclude)")
     p.set_defaults(func=_cmd_check)
 
 

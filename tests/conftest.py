@@ -6,6 +6,7 @@ the sources and link flags below are what the tests' expected values come from.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from pypi_wheels import unavailable
+from wheelbuild import Build, BuiltWheel, WheelSpec, build_wheel
 
 VERS_C = """
 int vers_one(void) { return 1; }
@@ -194,3 +196,16 @@ def ext32(cc32: Compile, libvers32: Path) -> Path:
 @pytest.fixture(scope="session")
 def exe32(cc32: Compile, libvers32: Path) -> Path:
     return cc32("main32", "main.c", "-L.", "-l:libvers32.so")
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Build:
+    """Build test wheels from specs (gcc), each in a folder of its own under ``tmp_path``."""
+    if shutil.which("gcc") is None:
+        unavailable("gcc is not installed")
+    counter = itertools.count()
+
+    def build_(spec: WheelSpec) -> BuiltWheel:
+        return build_wheel(spec, tmp_path / f"build{next(counter)}")
+
+    return build_

@@ -4,21 +4,18 @@ dependency) is one line naming it, with its exit code."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import platform
-import shutil
 import subprocess
 import sysconfig
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from pypi_wheels import unavailable
 from wheelbuild import (
     EXT_SUFFIX,
+    Build,
     BuiltWheel,
     Extension,
     Library,
@@ -32,7 +29,6 @@ from wheelbuild import (
 from repairwheel.repair import repair_wheel
 from repairwheel.wheel import WheelFilename, replace_platform_tags
 
-Build = Callable[[WheelSpec], BuiltWheel]
 EXT = f"demo/_ext{EXT_SUFFIX}"
 
 # A representative set of what fix grafts: one library, a chain, one library shared by two
@@ -82,18 +78,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LD_LIBRARY_PATH", "REPAIRWHEEL_LD_LIBRARY_PATH", "AUDITWHEEL_LD_LIBRARY_PATH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REPAIRWHEEL_PATCHER", "builtin")
-
-
-@pytest.fixture
-def build(tmp_path: Path) -> Build:
-    if shutil.which("gcc") is None:
-        unavailable("gcc is not installed")
-    counter = itertools.count()
-
-    def build_(spec: WheelSpec) -> BuiltWheel:
-        return build_wheel(spec, tmp_path / f"build{next(counter)}")
-
-    return build_
 
 
 def check(*args: str | Path) -> subprocess.CompletedProcess[str]:

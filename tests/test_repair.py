@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import itertools
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from elf_oracle import oracle_facts
@@ -29,6 +28,7 @@ from packaging.utils import parse_wheel_filename
 from pypi_wheels import unavailable
 from wheelbuild import (
     EXT_SUFFIX,
+    Build,
     BuiltWheel,
     Extension,
     Library,
@@ -44,8 +44,6 @@ from wheelbuild import (
 from repairwheel.elf import read_elf
 from repairwheel.errors import WheelError
 from repairwheel.repair import RepairResult, repair_wheel
-
-Build = Callable[[WheelSpec], BuiltWheel]
 
 MANYLINUX1 = {"manylinux1_x86_64", "manylinux_2_5_x86_64"}
 _HASHED_NAME = re.compile(r"^(?P<base>[^.]+)-[0-9a-f]{8}(?P<rest>\..*)$")
@@ -114,18 +112,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureR
 @pytest.fixture(scope="session")
 def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_venv(tmp_path_factory.mktemp("venv") / "venv")
-
-
-@pytest.fixture
-def build(tmp_path: Path) -> Build:
-    if shutil.which("gcc") is None:
-        unavailable("gcc is not installed")
-    counter = itertools.count()
-
-    def build_(spec: WheelSpec) -> BuiltWheel:
-        return build_wheel(spec, tmp_path / f"build{next(counter)}")
-
-    return build_
 
 
 def fix(built: BuiltWheel, out: Path, **options: Any) -> RepairResult:

@@ -19,7 +19,7 @@ import sys
 import sysconfig
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +145,10 @@ class BuiltWheel:
         """What ``value()`` of extension ``module``, or the output of program ``module``, is."""
         linker = next(e for e in (*self.spec.extensions, *self.spec.programs) if _named(e, module))
         return sum(self.library_value(name) for name in linker.needs)
+
+
+Build = Callable[[WheelSpec], BuiltWheel]
+"""The ``build`` fixture (conftest.py): a wheel built from a spec, in a folder of its own."""
 
 
 def _named(item: Extension | Program, name: str) -> bool:
