@@ -134,8 +134,14 @@ def check_wheel(
     plat: str | None = None,
     ldpaths: str | None = None,
     exclude: Sequence[str] = (),
+    provided_by: Sequence[str] = (),
+    site_packages: Sequence[str] | None = None,
 ) -> CheckResult:
     """Check every claim of the wheel at ``path`` (and the tag ``plat``, if given).
+
+    ``provided_by`` (with ``site_packages``, as for a repair): distributions whose libraries
+    the wheel may link where they install, if it declares them in Requires-Dist and the file
+    that needs one has an RPATH entry leading to that folder.
 
     Problems of the wheel itself are returned, never raised; only a failure of the machine
     (ResourceError: memory, temp space) propagates.
@@ -157,7 +163,9 @@ def check_wheel(
                 listed, tag_problems = _wheel_tags(archive)
                 tags += listed
                 problems += tag_problems
-                report, audit_problems = _audit(archive, name, ldpaths, exclude)
+                report, audit_problems = _audit(
+                    archive, name, ldpaths, exclude, provided_by, site_packages
+                )
                 problems += audit_problems
             elf = archive.elf_members()
             problems += [
@@ -214,12 +222,23 @@ def _wheel_tags(archive: WheelArchive) -> tuple[list[str], list[Problem]]:
 
 
 def _audit(
-    archive: WheelArchive, name: str, ldpaths: str | None, exclude: Sequence[str]
+    archive: WheelArchive,
+    name: str,
+    ldpaths: str | None,
+    exclude: Sequence[str],
+    provided_by: Sequence[str],
+    site_packages: Sequence[str] | None,
 ) -> tuple[WheelReport | None, list[Problem]]:
     """The audit of the wheel's ELF files, or None and why there is none."""
     with archive.checking_others() as others_checked:
         try:
-            report = analyze_wheel(archive, ldpaths=ldpaths, exclude=exclude)
+            report = analyze_wheel(
+                archive,
+                ldpaths=ldpaths,
+                exclude=exclude,
+                provided_by=provided_by,
+                site_packages=site_packages,
+            )
         except NotPlatformWheelError as exc:
             if not archive.elf_members():
                 return None, []  # no compiled code: no platform claim can be false
@@ -261,7 +280,7 @@ def _claim_problems(tags: Sequence[str], report: WheelReport) -> list[Problem]:
         message = f"claims {', '.join(claims)}, but {blocker}"
         problems.append(Problem(ProblemKind.PLATFORM_TAG, blocker.file, message))
     strictest = max((c.policy for _, c in checks), key=lambda p: p.priority, default=None)
-    return problems + _dependency_problems(report, strictest)
+    return problems + _dependency_problems(report, strictest) + _provided_problems(report)
 
 
 def _policy_check(tag: str, report: WheelReport) -> tuple[PolicyCheck | None, str | None]:
@@ -321,8 +340,15 @@ def _dependency_problems(report: WheelReport, strictest: Policy | None) -> list[
         libraries = report.dependencies[member.path].libraries
         for soname in member.elf.needed:
             dep = libraries.get(soname)
-            if is_loader(soname) or soname in policy.whitelist or dep is None or dep.in_wheel:
-                continue  # a system library the policy allows, excluded, or the wheel's own
+            if (
+                is_loader(soname)
+                or soname in policy.whitelist
+                or dep is None
+                or dep.in_wheel
+                or dep.provided
+            ):
+                continue  # a system library the policy allows, excluded, the wheel's own, or
+                # another distribution's (--provided-by: _provided_problems)
             if dep.interpreter and policy.keeps_libpython:
                 continue
             needers.setdefault(soname, []).append(member.path)
@@ -344,6 +370,35 @@ def _dependency_problems(report: WheelReport, strictest: Policy | None) -> list[
             f"{allowed_by} allows: {found[soname]}"
         )
         problems.append(Problem(ProblemKind.DEPENDENCY, files[0], message))
+    return problems
+
+
+def _provided_problems(report: WheelReport) -> list[Problem]:
+    """Each library linked from another distribution that the wheel does not declare, or that
+    the file needing it has no RPATH entry to (it would load only if the provider had been)."""
+    provided = {lib.soname: lib for lib in report.provided}
+    problems = []
+    for member in report.members:
+        entries = member.elf.runpath or member.elf.rpath
+        origin = posixpath.dirname(member.path)
+        reached = {
+            posixpath.normpath(posixpath.join(origin, entry[len(prefix) :].lstrip("/")))
+            for entry in entries
+            for prefix in ("$ORIGIN", "${ORIGIN}")
+            if entry == prefix or entry.startswith(prefix + "/")
+        }
+        for soname in member.elf.needed:
+            lib = provided.get(soname)
+            if lib is None:
+                continue
+            source = f"{lib.soname} from {lib.distribution} {lib.version}"
+            if lib.requirement_problem is not None:
+                why = f"{member.path} links {source}, but {lib.requirement_problem}"
+            elif posixpath.normpath(lib.install_dir) not in reached:
+                why = f"{member.path} links {source}, but no RPATH entry leads to {lib.install_dir}"
+            else:
+                continue
+            problems.append(Problem(ProblemKind.DEPENDENCY, member.path, why))
     return problems
 
 

@@ -163,6 +163,24 @@ def _add_exclude(p: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+def _add_providers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--provided-by",
+        action="append",
+        default=[],
+        metavar="DIST",
+        help="link the libraries an installed distribution matching this name or glob ships "
+        "where it installs them (RPATH) instead of grafting them; repeatable",
+    )
+    p.add_argument(
+        "--site-packages",
+        action="append",
+        metavar="DIR",
+        help="where --provided-by distributions are installed (default: this interpreter's "
+        "environment); repeatable",
+    )
+
+
 def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
     """The options ``show`` and ``fix`` share (auditwheel's names)."""
     _add_ldpaths(p)
@@ -186,21 +204,7 @@ def _add_audit_options(p: argparse.ArgumentParser, *, pure: str) -> None:
         "the library search path) with its dependencies, under its own name; every extension "
         "gets the folder on its RPATH; repeatable (show: what including it changes)",
     )
-    p.add_argument(
-        "--provided-by",
-        action="append",
-        default=[],
-        metavar="DIST",
-        help="link the libraries an installed distribution matching this name or glob ships "
-        "where it installs them (RPATH) instead of grafting them; repeatable",
-    )
-    p.add_argument(
-        "--site-packages",
-        action="append",
-        metavar="DIR",
-        help="where --provided-by distributions are installed (default: this interpreter's "
-        "environment); repeatable",
-    )
+    _add_providers(p)
 
 
 def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -228,7 +232,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"repairwheel: error: {problem}", file=sys.stderr)
         raise UsageError(bad[-1])
     results = [
-        check_wheel(wheel, plat=plat, ldpaths=args.ldpaths, exclude=_excluded(args))
+        check_wheel(
+            wheel,
+            plat=plat,
+            ldpaths=args.ldpaths,
+            exclude=_excluded(args),
+            provided_by=args.provided_by,
+            site_packages=args.site_packages,
+        )
         for wheel in args.wheels
     ]
     if args.json:
@@ -255,6 +266,7 @@ def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_ldpaths(p)
     _add_exclude(p, "libraries matching this glob may stay outside the wheel (as fix --exclude)")
+    _add_providers(p)
     p.set_defaults(func=_cmd_check)
 
 

@@ -514,3 +514,27 @@ def test_a_glob_matching_no_installed_distribution_is_refused(
     assert proc.returncode == UsageError.exit_code, proc.stderr
     line = one_line(proc)
     assert "--provided-by 'nomatch-*'" in line and str(site) in line, line
+
+
+def test_check_accepts_a_declared_provider_reached_by_rpath(
+    demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`check --provided-by` passes a wheel repaired that way; without the option the library
+    is outside the wheel, and a wheel whose RPATH does not lead to the provider fails it."""
+    wheel, site = demo
+    with_requires(wheel, ["fakeprov>=2"])
+    assert fix_demo(wheel, site, tmp_path / "linked").returncode == 0
+    linked = repaired(tmp_path / "linked")
+    provider = ("--provided-by", "fakeprov", "--site-packages", str(site))
+    proc = cli("check", *provider, str(linked))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plain = cli("check", str(linked))
+    assert plain.returncode == DependencyError.exit_code, plain.stdout
+    assert "libfoo.so.1" in plain.stdout
+    # Left outside with --exclude instead, it keeps no RPATH entry to the provider's folder.
+    excluded = tmp_path / "excluded"
+    proc = cli("fix", "-w", str(excluded), "--exclude", "libfoo.so.1", str(wheel))
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("check", *provider, str(repaired(excluded)))
+    assert proc.returncode == DependencyError.exit_code, proc.stdout
+    assert "no RPATH entry leads to fakeprov/lib" in proc.stdout, proc.stdout
