@@ -1000,6 +1000,10 @@ static void put_ph(const pctx *p, uint8_t *b, const phdr *s)
 
 /* True if the slot after the program header table is free file space inside the PT_LOAD
    that maps the table: no section and no other segment uses those bytes. */
+typedef struct layout layout;
+static int table_touches(const pctx *p, const layout *l, int move_str, uint64_t start,
+                         uint64_t size);
+
 static int phdr_slot_free(const pctx *p)
 {
     uint64_t start = p->phoff + p->phnum * p->phentsize, end = start + p->phentsize, i;
@@ -1022,10 +1026,11 @@ static int phdr_slot_free(const pctx *p)
     }
     if (start < p->ehsize || (p->shoff < end && start < p->shoff + p->shnum * p->shentsize))
         return 0;
-    /* nor the dynamic table, where p_vaddr maps it (p_offset may say otherwise) */
+    /* nor the dynamic table, where p_vaddr maps it (p_offset may say otherwise), nor a table
+       a dynamic entry points at */
     if (p->dyn_off < end && start < p->dyn_off + p->ph[p->dyn_ph].filesz)
         return 0;
-    return mapped;
+    return mapped && !table_touches(p, NULL, 0, start, p->phentsize);
 }
 
 /*
@@ -1179,12 +1184,12 @@ static void plan_head_move(const pctx *p, head_block *b)
 }
 
 /* The new segment: where it goes, and where each moved table sits in it. */
-typedef struct {
+struct layout {
     uint64_t off, vaddr, size, align;
     uint64_t ph_rel, blk_rel, dyn_rel, str_rel;
     int move_ph;
     head_block blk;
-} layout;
+};
 
 static int in_block(const head_block *b, uint64_t v, uint64_t lo)
 {
@@ -1384,6 +1389,44 @@ static int touches(uint64_t start, uint64_t size, uint64_t off, uint64_t len)
     return size && len && (off >= start ? off - start < size : start - off < len);
 }
 
+/* Whether a table a dynamic entry points at, and which stays where it is (not moved with the
+   block `l` or, with `move_str`, as the string table), touches [start, start + size): as far as
+   the loader reads it, or its section says, else (no section describes it) to the end of the
+   file; an address that is not a table's (code, flags) only where it points. */
+static int table_touches(const pctx *p, const layout *l, int move_str, uint64_t start,
+                         uint64_t size)
+{
+    uint64_t i, k;
+    for (i = 0; i < p->n_ndyn; i++) {
+        const dent *e = &p->ndyn[i];
+        uint64_t off, extent = 1;
+        int table = e->tag == DT_HASH || e->tag == DT_GNU_HASH || e->tag == DT_SYMTAB ||
+                    e->tag == DT_VERSYM || e->tag == DT_VERDEF || e->tag == DT_VERNEED ||
+                    e->tag == DT_STRTAB;
+        if (e->new_string != NEW_NONE || !address_tag(e->tag) ||
+            (move_str && e->tag == DT_STRTAB) ||
+            (l != NULL && l->blk.ok && follows_block(e->tag) && e->val >= l->blk.vstart &&
+             e->val - l->blk.vstart < l->blk.end - l->blk.start) ||
+            map_addr(p, e->val, 1, &off) != 0)
+            continue;
+        if (e->tag == DT_SYMTAB && p->symtab_bytes)
+            extent = p->symtab_bytes;
+        else if (e->tag == DT_VERSYM && p->versym_bytes)
+            extent = p->versym_bytes;
+        else if (e->tag == DT_STRTAB)
+            extent = p->str_size ? p->str_size : 1;
+        else if (table) {
+            extent = UINT64_MAX;
+            for (k = 0; k < p->shnum; k++)
+                if (sh_type(p, k) != SHT_NOBITS && SH_OFFSET(p, k) == off && SH_SIZE(p, k))
+                    extent = SH_SIZE(p, k);
+        }
+        if (touches(start, size, off, extent))
+            return 1;
+    }
+    return 0;
+}
+
 /* Whether the bytes [start, end) are in use by nothing once the move is done: no header table,
    no dynamic table, no section or segment but those that moved (the head block's, and the
    string table when `move_str`). Without section headers nothing says so. */
@@ -1414,25 +1457,25 @@ static int unused_after_move(const pctx *p, const layout *l, int move_str, uint6
         if (touches(start, size, s->offset, s->filesz))
             return 0;
     }
-    return 1;
+    return !table_touches(p, l, move_str, start, size);
 }
 
-/* Zero the bytes left behind by what moved (the rest of the head block, the old string
-   table), as nothing reads them any more: a compressed wheel does not carry them twice. */
+/* Zero the sections that moved (those of the head block, the old string table) where nothing
+   else is: nothing reads them any more, and a compressed wheel does not carry them twice. */
 static int clear_moved(pctx *p, const layout *l, int move_str)
 {
-    uint64_t ranges[2][2] = {{0, 0}, {0, 0}}, k;
-    if (l->blk.ok) { /* the program header table grew in place into its first bytes */
-        uint64_t ph_end = p->phoff + (p->phnum + 1) * p->phentsize;
-        ranges[0][0] = ph_end > l->blk.start ? ph_end : l->blk.start;
-        ranges[0][1] = l->blk.end;
-    }
-    if (move_str) {
-        ranges[1][0] = p->str_off;
-        ranges[1][1] = p->str_off + p->str_size;
-    }
-    for (k = 0; k < 2; k++) {
-        uint64_t start = ranges[k][0], end = ranges[k][1];
+    uint64_t i, ph_end = p->phoff + (p->phnum + 1) * p->phentsize;
+    for (i = 0; i < p->shnum; i++) {
+        uint64_t start = SH_OFFSET(p, i), size = SH_SIZE(p, i), end;
+        int in_head = in_block(&l->blk, start, l->blk.start) && size <= l->blk.end - start;
+        int old_strings = move_str && i == p->dynstr_sh && start >= p->str_off &&
+                          start - p->str_off <= p->str_size &&
+                          size <= p->str_size - (start - p->str_off);
+        if (sh_type(p, i) == SHT_NOBITS || size == 0 || !(in_head || old_strings))
+            continue;
+        end = start + size;
+        if (in_head && start < ph_end) /* the program header table grew into its first bytes */
+            start = ph_end < end ? ph_end : end;
         if (unused_after_move(p, l, move_str, start, end) &&
             add_write(p, start, NULL, end - start))
             return -1;

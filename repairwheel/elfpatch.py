@@ -46,15 +46,45 @@ class BuiltinPatcher:
     parallel: bool = False  # microseconds of C per file: threads would contend for the GIL
 
     def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
+        edits = _Edits(ops)  # converted once for the whole batch
         for path in paths:
-            patch_file(path, ops, name=names.get(path))
+            _patch_file(path, edits, names.get(path) or os.fspath(path))
+
+
+class _Edits:
+    """PatchOps as the C core takes them (the cffi strings live as long as this does)."""
+
+    def __init__(self, ops: PatchOps) -> None:
+        self._keep: list[Any] = []
+        c_ops = ffi.new("rw_patch_ops *")
+        if ops.set_soname is not None:
+            c_ops.set_soname = self._cstr(ops.set_soname)
+        c_ops.n_replace = len(ops.replace_needed)
+        c_ops.replace_old = self._carray([old for old, _ in ops.replace_needed])
+        c_ops.replace_new = self._carray([new for _, new in ops.replace_needed])
+        c_ops.n_remove = len(ops.remove_needed)
+        c_ops.remove = self._carray(list(ops.remove_needed))
+        if ops.rpath is not None:
+            c_ops.path_action = lib.RW_PATH_SET_RUNPATH if ops.runpath else lib.RW_PATH_SET_RPATH
+            c_ops.path = self._cstr(ops.rpath)
+        else:
+            c_ops.path_action = lib.RW_PATH_REMOVE if ops.remove_rpath else lib.RW_PATH_KEEP
+        self.c_ops = c_ops
+
+    def _cstr(self, text: str) -> Any:
+        self._keep.append(ffi.new("char[]", os.fsencode(text)))
+        return self._keep[-1]
+
+    def _carray(self, texts: Sequence[str]) -> Any:
+        self._keep.append(ffi.new("const char *[]", [self._cstr(t) for t in texts] or [ffi.NULL]))
+        return self._keep[-1]
 
 
 def patch_bytes(
     data: bytes | bytearray | memoryview, ops: PatchOps, *, name: str = "<buffer>"
 ) -> bytes:
     """The patched copy of an ELF image held in memory."""
-    with _writes(data, ops, name) as (writes, layout):
+    with _writes(data, _Edits(ops), name) as (writes, layout):
         out = bytearray(data)
         out.extend(bytes(layout.new_size - len(out)))
         for offset, chunk in writes:
@@ -68,14 +98,17 @@ def patch_file(path: str | os.PathLike[str], ops: PatchOps, *, name: str | None 
     The writes are computed from a read-only map of the whole file before anything is written,
     so a file the core cannot patch is left exactly as it was (PatchError).
     """
-    label = name or os.fspath(path)
+    return _patch_file(path, _Edits(ops), name or os.fspath(path))
+
+
+def _patch_file(path: str | os.PathLike[str], edits: _Edits, label: str) -> Layout:
     try:
         with open(path, "r+b") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise PatchError(f"{label}: cannot patch: the file is empty")
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                with _writes(mapped, ops, label) as (writes, layout):
+                with _writes(mapped, edits, label) as (writes, layout):
                     pending = [(offset, bytes(chunk)) for offset, chunk in writes]
             if layout.new_size > size:
                 os.ftruncate(fh.fileno(), layout.new_size)
@@ -88,36 +121,13 @@ def patch_file(path: str | os.PathLike[str], ops: PatchOps, *, name: str | None 
 
 @contextmanager
 def _writes(
-    data: bytes | bytearray | memoryview | mmap.mmap, ops: PatchOps, label: str
+    data: bytes | bytearray | memoryview | mmap.mmap, edits: _Edits, label: str
 ) -> Iterator[tuple[list[tuple[int, memoryview]], Layout]]:
-    """The core's writes for ``ops`` (views into its memory, valid inside the block)."""
-    keep: list[Any] = []  # the cffi strings must outlive the call
-
-    def cstr(text: str) -> Any:
-        keep.append(ffi.new("char[]", os.fsencode(text)))
-        return keep[-1]
-
-    def carray(texts: Sequence[str]) -> Any:
-        keep.append(ffi.new("const char *[]", [cstr(t) for t in texts] or [ffi.NULL]))
-        return keep[-1]
-
-    c_ops = ffi.new("rw_patch_ops *")
-    if ops.set_soname is not None:
-        c_ops.set_soname = cstr(ops.set_soname)
-    c_ops.n_replace = len(ops.replace_needed)
-    c_ops.replace_old = carray([old for old, _ in ops.replace_needed])
-    c_ops.replace_new = carray([new for _, new in ops.replace_needed])
-    c_ops.n_remove = len(ops.remove_needed)
-    c_ops.remove = carray(list(ops.remove_needed))
-    if ops.rpath is not None:
-        c_ops.path_action = lib.RW_PATH_SET_RUNPATH if ops.runpath else lib.RW_PATH_SET_RPATH
-        c_ops.path = cstr(ops.rpath)
-    else:
-        c_ops.path_action = lib.RW_PATH_REMOVE if ops.remove_rpath else lib.RW_PATH_KEEP
+    """The core's writes for ``edits`` (views into its memory, valid inside the block)."""
     out = ffi.new("rw_patch **")
     err = ffi.new("char[]", _ERRLEN)
     with ffi.from_buffer(data) as cbuf:
-        rc = lib.rw_elf_patch(cbuf, len(cbuf), c_ops, out, err, _ERRLEN)
+        rc = lib.rw_elf_patch(cbuf, len(cbuf), edits.c_ops, out, err, _ERRLEN)
     if rc == lib.RW_NOMEM:
         reason = "out of memory while patching"
         raise ResourceError(f"{label}: {reason}", member=label, reason=reason)

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class RepairResult:
     provided: tuple[ProvidedLibrary, ...] = ()  # linked from other distributions (--provided-by)
     pure: bool = False
     patcher: str = "none"  # the patcher that rewrote the ELF files
+    timings: tuple[tuple[str, float], ...] = ()  # (stage, wall-clock seconds), in order
     debug_files: tuple[str, ...] = ()  # --debug-symbols: the debug files saved
 
     def to_json(self) -> dict[str, object]:
@@ -63,6 +65,7 @@ class RepairResult:
             "pure": self.pure,
             "platform_tags": list(self.platform_tags),
             "patcher": self.patcher,
+            "timings": dict(self.timings),
             "grafted": [
                 {"soname": g.soname, "source": g.source, "member": g.member, "sha256": g.sha256}
                 for g in self.grafted
@@ -122,6 +125,7 @@ def repair_wheel(
     check_lib_sdir(lib_sdir)
     level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
     elf_patcher = get_patcher(patcher)
+    clock = _Clock()
     archive = WheelArchive(path, hash_reads=True)
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
@@ -142,6 +146,7 @@ def repair_wheel(
                 raise
             _make_out_dir(out)
             return _copy_pure(path, out)
+        clock.lap("audit")
         for member, why in report.ignored:
             log.warning("warning: %s: %s; it is left as it is", member, why)
         policies = choose_policies(report, plat, only_plat=only_plat)
@@ -153,8 +158,10 @@ def repair_wheel(
             keep_rpath=keep_rpath,
             requires_check=requires_check,
         )
+        clock.lap("plan")
         small = stack.enter_context(scratch(tmp, archive, report, plan))
         staged = stage(archive, report, plan, tmp, small, level, debug_symbols is not None)
+        clock.lap("stage")
         reports = apply_patches(
             elf_patcher,
             staged.jobs,
@@ -165,8 +172,10 @@ def repair_wheel(
         patched = [r for r in reports if r.path not in staged.strip_only]
         for r in patched:
             log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
+        clock.lap("patch")
         filename, wheel_text = _retag(archive, plan, update_tags)
         others_checked()  # a corrupt member fails here, before anything is written
+        clock.lap("record check")
         debug_files: tuple[Path, ...] = ()
         if debug_symbols is not None and staged.strip is not None:
             debug_files = publish(staged.strip.debug_files.values(), Path(debug_symbols))
@@ -178,6 +187,7 @@ def repair_wheel(
         except OSError as exc:
             reason = f"cannot write: {exc.strerror or exc}"
             raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
+        clock.lap("write")
     return RepairResult(
         input=str(path),
         output=str(target),
@@ -190,7 +200,22 @@ def repair_wheel(
         ignored=report.ignored,
         provided=plan.provided,
         debug_files=tuple(map(str, debug_files)),
+        timings=tuple(clock.stages.items()),
     )
+
+
+class _Clock:
+    """The wall-clock seconds of each stage of a repair, in order, logged as they end (-v)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = round(now - self._last, 3)
+        self._last = now
+        log.debug("%s took %.3f s", stage, self.stages[stage])
 
 
 def _streams(path: Path) -> bool:

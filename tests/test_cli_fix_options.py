@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from pypi_wheels import BUNDLED_DIR
+from wheelbuild import Build, Extension, Library, WheelSpec, repairwheel_cli
 
 WHEEL = BUNDLED_DIR / "glibc" / "testsimple-0.0.1-cp313-cp313-linux_x86_64.whl"
 
@@ -48,3 +51,30 @@ def test_auto_means_the_best_reachable_tag(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     names = [p.name for p in tmp_path.glob("*.whl")]
     assert names == ["testsimple-0.0.1-cp313-cp313-manylinux1_x86_64.manylinux_2_5_x86_64.whl"]
+
+
+def test_fix_reports_the_time_of_each_stage(build: Build, tmp_path: Path) -> None:
+    """`fix -v` logs each stage's wall-clock time as it ends; `--json` lists them in order."""
+    built = build(
+        WheelSpec(libraries=(Library("a", 1),), extensions=(Extension("demo._ext", ("a",)),))
+    )
+    started = time.perf_counter()
+    proc = repairwheel_cli(
+        "fix",
+        "-v",
+        "--json",
+        "-w",
+        str(tmp_path / "out"),
+        "--ldpaths",
+        str(built.lib_dir),
+        str(built.path),
+    )
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    timings = json.loads(proc.stdout)[0]["timings"]
+    stages = ["audit", "plan", "stage", "patch", "record check", "write"]
+    assert list(timings) == stages
+    assert all(0 <= seconds for seconds in timings.values())
+    assert sum(timings.values()) <= elapsed
+    logged = [line for line in proc.stderr.splitlines() if " took " in line]
+    assert [line.split(" took ")[0].removeprefix("DEBUG: ") for line in logged] == stages

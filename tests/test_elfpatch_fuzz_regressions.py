@@ -95,6 +95,15 @@ CASES = (
         ),
         refused=False,
     ),
+    # DT_HASH and DT_SYMTAB right after the program headers, the sections there all empty:
+    # the slot looked free, and the new program header went over the hash table and symbols.
+    # A table a dynamic entry points at now counts, as far as it reaches (to the end of the
+    # file when no section says). Found with the zeroing of moved tables, which checks the same.
+    Case(
+        "patch-hash-table-after-program-headers-without-section.elf",
+        PatchOps(rpath="bbbbbbbbbbbbb", runpath=True),
+        refused=False,
+    ),
 )
 
 

@@ -9,6 +9,8 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Callable
@@ -78,6 +80,9 @@ class WheelWriter:
         self._zip: ZipWriter | None = None
         self._names: set[str] = set()
         self._deferred: list[Callable[[], None]] = []
+        self._batch: list[_Small] = []  # small members waiting to be compressed together
+        self._batch_bytes = 0
+        self._pool: ThreadPoolExecutor | None = None
         self._rows: list[RecordRow] = []
 
     def __enter__(self) -> WheelWriter:
@@ -103,6 +108,8 @@ class WheelWriter:
             if exc_type is None:
                 self._finish()
         finally:
+            if self._pool is not None:
+                self._pool.shutdown()
             self._discard()
 
     def copy(self, archive: WheelArchive, name: str) -> None:
@@ -147,16 +154,24 @@ class WheelWriter:
             raise WheelError(f"{self.path.name}: cannot add {name!r}: {reason}")
         self._claim(name)
         when = date_time or NEW_MEMBER_TIME
-        if level != 0 and streams(len(data)) and not self._deferred_name(name):
-            with self._writing() as out:
-                member, sha256 = out.write_deflated(
-                    name, data, level=level, mode=mode, date_time=when, reuse=reuse
-                )
-            self._rows.append(RecordRow(name, RecordHash.from_hasher(sha256), member.file_size))
+        if self._deferred_name(name):
+            entry = compressed(name, data, level=level, mode=mode, date_time=when)
+            digest = RecordHash.of(data)
+            self._deferred.append(lambda: self._write(entry, digest))
             return
-        entry = compressed(name, data, level=level, mode=mode, date_time=when)
-        digest = RecordHash.of(data)
-        self._schedule(name, lambda: self._write(entry, digest))
+        if level == 0 or not streams(len(data)):
+            # (copied: the caller's buffer, a map, may close once add returns)
+            self._batch.append(_Small(name, bytes(data), level, mode, when))
+            self._batch_bytes += len(data)
+            if len(self._batch) >= _BATCH_COUNT or self._batch_bytes >= _BATCH_BYTES:
+                self._flush()
+            return
+        self._flush()
+        with self._writing() as out:
+            member, sha256 = out.write_deflated(
+                name, data, level=level, mode=mode, date_time=when, reuse=reuse
+            )
+        self._rows.append(RecordRow(name, RecordHash.from_hasher(sha256), member.file_size))
 
     def _claim(self, name: str) -> None:
         if name in self._names:
@@ -170,7 +185,23 @@ class WheelWriter:
         if self._deferred_name(name):
             self._deferred.append(write)
         else:
+            self._flush()
             write()
+
+    def _flush(self) -> None:
+        """Compress the batched small members, a share per thread, and write them in order."""
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        threads = min(os.cpu_count() or 1, len(batch) // _BATCH_SHARE or 1)
+        if threads == 1:
+            done = _compress(batch)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(threads)
+            shares = [batch[i::threads] for i in range(threads)]
+            results = list(self._pool.map(_compress, shares))
+            done = [results[i % threads][i // threads] for i in range(len(batch))]
+        for entry, digest in done:
+            self._write(entry, digest)
 
     def _write(self, entry: RawEntry, digest: RecordHash | None) -> None:
         with self._writing() as out:
@@ -188,6 +219,7 @@ class WheelWriter:
             raise resource_error(self.path, "cannot write", exc) from None
 
     def _finish(self) -> None:
+        self._flush()
         for write in self._deferred:
             write()
         record = write_record([*self._rows, RecordRow(self._record_path, None, None)])
@@ -219,6 +251,32 @@ class WheelWriter:
                 self._out.close()
         with contextlib.suppress(OSError):  # gone once renamed; else report the first error
             self._tmp.unlink()
+
+
+_BATCH_COUNT = 64  # small members compressed together, at most this many
+_BATCH_BYTES = 16 << 20  # or this many bytes
+_BATCH_SHARE = 8  # members per thread below which one thread does it all
+
+
+@dataclass(frozen=True)
+class _Small:
+    """A small member waiting in a batch."""
+
+    name: str
+    data: bytes
+    level: int
+    mode: int
+    date_time: DateTime
+
+
+def _compress(members: list[_Small]) -> list[tuple[RawEntry, RecordHash]]:
+    return [
+        (
+            compressed(m.name, m.data, level=m.level, mode=m.mode, date_time=m.date_time),
+            RecordHash.of(m.data),
+        )
+        for m in members
+    ]
 
 
 def _encodes(name: str) -> bool:
