@@ -16,13 +16,15 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
+from typing import TYPE_CHECKING
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from .elf import ElfFile, read_elf
 from .errors import DependencyError, ElfError, UsageError
+
+if TYPE_CHECKING:  # importlib.metadata and packaging.requirements load only when used
+    from importlib import metadata
 
 _SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")
 
@@ -43,6 +45,8 @@ class ProvidedLibrary:
         """Why the wheel does not declare this provider as it is installed, or None."""
         if self.requirement is None:
             return f"the wheel's METADATA has no Requires-Dist for {self.distribution}"
+        from packaging.requirements import Requirement
+
         specifier = Requirement(self.requirement).specifier
         if not specifier.contains(self.version, prereleases=True):
             return (
@@ -100,6 +104,8 @@ def find_providers(
 
     UsageError for a pattern that matches no installed distribution.
     """
+    from importlib import metadata
+
     path = list(site_packages) if site_packages is not None else sys.path
     globs = {pattern: canonicalize_name(pattern) for pattern in patterns}
     unmatched = set(patterns)
@@ -131,6 +137,8 @@ def find_providers(
 def covering_requirement(requires_dist: Iterable[str], distribution: str) -> str | None:
     """The first Requires-Dist line naming ``distribution`` whose marker holds here without
     extras (a requirement behind an extra does not make the wheel load)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     key = canonicalize_name(distribution)
     for line in requires_dist:
         try:
