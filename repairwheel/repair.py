@@ -26,7 +26,7 @@ from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
-from .stage import Staged, mapped, scratch, stage
+from .stage import mapped, scratch, stage
 from .wheel import (
     Reuse,
     WheelArchive,
@@ -183,7 +183,7 @@ def repair_wheel(
         target = out / str(filename)
         try:
             stripped = level is not None  # no stripped member reuses old deflate blocks
-            _write(archive, target, plan, staged, wheel_text, compression_level, stripped)
+            _write(archive, target, plan, staged.files, wheel_text, compression_level, stripped)
         except OSError as exc:
             reason = f"cannot write: {exc.strerror or exc}"
             raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
@@ -279,7 +279,7 @@ def _write(
     archive: WheelArchive,
     target: Path,
     plan: RepairPlan,
-    staged: Staged,
+    changed: dict[str, Path],
     wheel_text: bytes | None,
     level: int,
     stripped: bool,
@@ -287,7 +287,6 @@ def _write(
     """Write the repaired wheel: staged files deflated, the rest copied. A big patched member
     keeps the old deflate blocks its patch left alone (unless everything was stripped): they
     are found on a thread of their own while the members before it are copied."""
-    changed = staged.files
     patched = set() if stripped else {p.member for p in plan.patches}
     big = [m.name for m in archive.members if m.name in patched and _streams(changed[m.name])]
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}

@@ -59,7 +59,7 @@ def _old(stream: bytes, chunk: int = 1 << 20) -> OldStream:
 
 def _assemble(new: bytes, stream: bytes, runs: tuple[Run, ...]) -> bytes:
     seen = bytearray()
-    out = b"".join(zipwrite._deflate_blocks(new, 6, seen.extend, runs, _old(stream)))
+    out = b"".join(zipwrite._deflate_blocks(new, 6, seen.extend, Reuse(_old(stream), runs)))
     assert seen == new  # every byte hashed once, in order
     return out
 

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
 from .._zlib import zlib
-from .reuse import OldStream, Reuse, Run
+from .reuse import Reuse, Run
 from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawEntry
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,8 @@ class ZipWriter:
         same bytes are copied instead of compressed (:mod:`.reuse`)."""
         if not streams(len(data)):
             raise ValueError("write_deflated() is for members below the zip64 limit")
-        runs, old = (reuse.runs, reuse.old) if reuse is not None else ((), None)
-        if runs:
-            reused = sum(run.end - run.start for run in runs)
+        if reuse is not None:
+            reused = sum(run.end - run.start for run in reuse.runs)
             log.debug("%s: %d of %d bytes keep their old deflate blocks", name, reused, len(data))
         crc, sha256 = 0, hashlib.sha256()
 
@@ -156,7 +155,7 @@ class ZipWriter:
         start = self._offset
         self._emit(self._local_header(member))
         body = self._offset
-        for piece in _deflate_blocks(data, level, consumed, runs, old):
+        for piece in _deflate_blocks(data, level, consumed, reuse):
             self._emit(piece)
         member = dataclasses.replace(member, crc=crc, compress_size=self._offset - body)
         self._out.seek(start)
@@ -243,16 +242,15 @@ def _deflate_blocks(
     data: Bytes,
     level: int,
     consumed: Callable[[memoryview], None],
-    runs: Sequence[Run] = (),
-    old: OldStream | None = None,
+    reuse: Reuse | None = None,
 ) -> Iterator[bytes]:
-    """deflate()'s blocks in order, at most two per thread in flight, with the ``runs`` of the
-    ``old`` stream copied in their places; ``consumed`` sees the input, in order, as each
+    """deflate()'s blocks in order, at most two per thread in flight, with the runs ``reuse``
+    keeps from the old stream copied in their places; ``consumed`` sees the input, in order, as each
     piece's output is ready (to hash it), and a mapped file's pages are released after that,
     so a 400 MB member costs a few MB of memory, not 400."""
     view = memoryview(data)
     release = getattr(data, "madvise", None)
-    pieces = _pieces(len(data), runs)
+    pieces = _pieces(len(data), reuse.runs if reuse is not None else ())
 
     def block(index: int) -> bytes:
         start, end, _ = pieces[index]
@@ -289,11 +287,10 @@ def _deflate_blocks(
                 for following in itertools.islice(ahead, 1):
                     futures[following] = pool.submit(block, following)
                 yield out
-            elif old is not None:
-                yield from old.read(run.raw_start, run.raw_end)
-                done(start, end)
             else:
-                raise ValueError("runs to reuse need the old stream")
+                assert reuse is not None  # only reuse's runs are pieces with a run
+                yield from reuse.old.read(run.raw_start, run.raw_end)
+                done(start, end)
 
 
 def dos_date_time(epoch: int) -> DateTime:
