@@ -1,9 +1,9 @@
 """cffi build script for the private ``repairwheel._elfcore`` module (API mode).
 
-The declarations are read from the marked regions of ``csrc/elfcore.h`` (the reader)
-and ``csrc/elfpatch.h`` (the patcher) so that the headers are their only copy. It lives
-beside the C sources, outside the package: it builds the module from an sdist or a
-checkout and is never installed.
+The declarations are read from the marked regions of ``csrc/elfcore.h`` (the reader),
+``csrc/elfpatch.h`` (the patcher) and ``csrc/inflate.h`` (member inflate), so that the
+headers are their only copy. It lives beside the C sources, outside the package: it builds
+the module from an sdist or a checkout and is never installed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cffi import FFI
 CSRC = pathlib.Path(__file__).resolve().parent
 
 
-HEADERS = ("elfcore.h", "elfpatch.h")
+HEADERS = ("elfcore.h", "elfpatch.h", "inflate.h")
 
 
 def _cdef() -> str:
@@ -37,7 +37,7 @@ ffibuilder.set_source(
     "repairwheel._elfcore",
     "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools refuses absolute source paths; the build runs from the project root.
-    sources=[os.path.relpath(CSRC / name) for name in ("elfcore.c", "elfpatch.c")],
+    sources=[os.path.relpath(CSRC / name) for name in ("elfcore.c", "elfpatch.c", "inflate.c")],
     include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
 )

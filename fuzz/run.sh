@@ -5,8 +5,8 @@
 #   bash fuzz/run.sh [SECONDS] [libFuzzer flags...]   fuzz for SECONDS in all (default 120)
 #   bash fuzz/run.sh --make-seeds                     rebuild fuzz/seeds/ with gcc
 #
-# Three targets, each built native and -m32 (i386 compiler-rt, in Debian's
-# libclang-rt-14-dev):
+# Four targets, each built native and -m32 (i386 compiler-rt, in Debian's
+# libclang-rt-14-dev; lib32z1-dev for fuzz_inflate):
 #   fuzz_elfcore   raw bytes (-max_len=65536), parsed, then patched with fixed ops; corpus
 #                  from fuzz/seeds/ and tests/data/fuzz/ (but its *.recipe);
 #   fuzz_elfgen    structure-aware: the input is a recipe that csrc/fuzz_elfgen.h turns
@@ -16,10 +16,12 @@
 #                  to patch it; the patched file is checked (csrc/fuzz_patch_check.h).
 #                  The recipe targets' corpora start from fuzz/recipes/ and
 #                  tests/data/fuzz/*.recipe.
+#   fuzz_inflate   csrc/inflate.c with tiny buffers: a zip member's declared size and
+#                  method, then its bytes, inflated and checked against zlib's own inflate.
 # Every run first replays fuzz/seeds/, tests/data/fuzz/ and fuzz/recipes/ file by file
 # (no truncation) under each build, then fuzzes native for 60% of SECONDS and -m32 for
-# the rest, on 2 cores: fuzz_elfpatch for the whole of a build's time beside fuzz_elfgen
-# then fuzz_elfcore for half of it each.
+# the rest, on 2 cores: fuzz_elfpatch for the whole of a build's time beside fuzz_elfgen,
+# fuzz_elfcore and fuzz_inflate for a third of it each.
 #
 # Build products and the working corpora live in $FUZZ_WORK (default build/fuzz,
 # which git ignores), so the corpora grow across runs.  Exits non-zero on any crash,
@@ -133,7 +135,8 @@ if [[ ! "$seconds" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 shift || true
-mkdir -p "$work/corpus" "$work/corpus-gen" "$work/corpus-patch" "$work/artifacts"
+mkdir -p "$work/corpus" "$work/corpus-gen" "$work/corpus-patch" "$work/corpus-inflate" \
+    "$work/artifacts"
 flags=(-g -O1 -std=c99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
     -I"$root/csrc")
 m32="${FUZZ_M32:-auto}"
@@ -151,16 +154,19 @@ builds=(native)
 [[ "$m32" == 1 ]] && builds+=(m32)
 # The C sources each target links besides its own.
 declare -A sources=([elfcore]="elfcore.c elfpatch.c" [elfgen]="elfcore.c"
-    [elfpatch]="elfcore.c elfpatch.c")
+    [elfpatch]="elfcore.c elfpatch.c" [inflate]="inflate.c")
+# What a target needs besides: fuzz_inflate checks against zlib, with tiny buffers.
+declare -A extra=([inflate]="-DRW_IN_CHUNK=7 -DRW_OUT_WINDOW=13 -lz")
 pids=()
 for build in "${builds[@]}"; do
     arch=()
     [[ "$build" == m32 ]] && arch=(-m32)
-    for target in elfcore elfgen elfpatch; do
+    for target in elfcore elfgen elfpatch inflate; do
         srcs=()
         for src in ${sources[$target]}; do srcs+=("$root/csrc/$src"); done
+        # shellcheck disable=SC2086
         "$cc" "${arch[@]}" "${flags[@]}" "${srcs[@]}" "$root/csrc/fuzz_$target.c" \
-            -o "$work/fuzz_${target}_$build" &
+            ${extra[$target]:-} -o "$work/fuzz_${target}_$build" &
         pids+=($!)
     done
 done
@@ -219,13 +225,15 @@ for build in "${builds[@]}"; do
     secs="$native_secs"
     [[ "$build" == m32 ]] && secs=$((seconds - native_secs))
     [[ "$secs" -lt 2 ]] && secs=2
-    # Two lanes: the patcher for the whole time; the reader's two targets a half each.
+    # Two lanes: the patcher for the whole time; the readers' three targets a third each.
     fuzz elfpatch "$build" "$secs" 16384 "$work/corpus-patch" "$@" &
     patch=$!
     {
         rc=0
-        fuzz elfgen "$build" $((secs / 2)) 16384 "$work/corpus-gen" "$@" || rc=1
-        fuzz elfcore "$build" $((secs - secs / 2)) 65536 "$work/corpus" "$@" || rc=1
+        fuzz elfgen "$build" $((secs / 3)) 16384 "$work/corpus-gen" "$@" || rc=1
+        fuzz elfcore "$build" $((secs / 3)) 65536 "$work/corpus" "$@" || rc=1
+        fuzz inflate "$build" $((secs - 2 * (secs / 3))) 65536 "$work/corpus-inflate" "$@" ||
+            rc=1
         exit "$rc"
     } &
     reader=$!
@@ -235,6 +243,7 @@ for build in "${builds[@]}"; do
     report elfpatch "$build"
     report elfgen "$build"
     report elfcore "$build"
+    report inflate "$build"
     if [[ $status -ne 0 ]]; then break; fi
 done
 echo "corpus: $(find "$work/corpus" -type f | wc -l) files," \

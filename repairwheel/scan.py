@@ -7,6 +7,7 @@ member's bytes outlive its parsing.
 
 from __future__ import annotations
 
+import mmap
 import os
 import posixpath
 import re
@@ -21,7 +22,8 @@ from .errors import RepairwheelError, ResourceError
 from .progress import Progress
 from .wheel import WheelArchive
 
-SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped temp file
+SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped file kept for the repair
+MEMORY_FILE_SIZE = 4 << 20  # without a repair, members above this go to a memory file
 THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
 _PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 _WEAK = 2
@@ -116,12 +118,17 @@ def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> Elf
 
 def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> ElfMember:
     label = f"{archive.path.name}: {name}"
-    if archive.member(name).file_size <= SPILL_SIZE:
+    size = archive.member(name).file_size
+    if size <= (MEMORY_FILE_SIZE if spill_dir is None else SPILL_SIZE):
         elf, symbols = read_elf_and_symbols(archive.read(name), name=label)
         return facts_from_symbols(name, elf, symbols)
-    # A big member goes to a temp file that is mapped: the parser touches only the pages
+    # A big member is inflated into a file that is mapped: the parser touches only the pages
     # holding headers and dynamic tables, so memory stays small whatever the member's size.
-    # With ``spill_dir`` the file is kept, so a repair patching it need not inflate it again.
+    # With ``spill_dir`` the file is kept there, so a repair patching it need not inflate it
+    # again; without, it is an anonymous memory file unless TMPDIR is set (a disk file's
+    # writes can cost more than the inflate), gone once parsed.
+    if spill_dir is None:
+        return _parse_unkept(archive, name, label)
     try:
         fd, spilled = tempfile.mkstemp(dir=spill_dir, prefix="repairwheel-spill-")
     except OSError as exc:
@@ -136,9 +143,37 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
     except BaseException:
         os.unlink(spilled)
         raise
-    if spill_dir is None:
-        os.unlink(spilled)
-    return replace(facts_from_symbols(name, elf, symbols), spilled=spilled if spill_dir else None)
+    return replace(facts_from_symbols(name, elf, symbols), spilled=spilled)
+
+
+def _parse_unkept(archive: WheelArchive, name: str, label: str) -> ElfMember:
+    try:
+        if "TMPDIR" in os.environ:  # the user's choice of where spills go
+            raise OSError("TMPDIR is set")
+        fd = os.memfd_create("repairwheel-spill", os.MFD_CLOEXEC)
+    except (OSError, AttributeError):  # TMPDIR, or no memfd here: a temp file
+        try:
+            spill = tempfile.TemporaryFile(prefix="repairwheel-spill-")
+        except OSError as exc:
+            raise _spill_error(label, None, exc) from None
+        with spill:
+            return _parse_spill(archive, name, label, spill.fileno(), None)
+    try:
+        return _parse_spill(archive, name, label, fd, "memory")
+    finally:
+        os.close(fd)
+
+
+def _parse_spill(
+    archive: WheelArchive, name: str, label: str, fd: int, where: str | None
+) -> ElfMember:
+    try:
+        archive.extract_fd(name, fd)
+    except OSError as exc:
+        raise _spill_error(label, where, exc) from None
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+        elf, symbols = read_elf_and_symbols(mapped, name=label)
+        return facts_from_symbols(name, elf, symbols)
 
 
 def _spill_error(label: str, where: str | None, exc: OSError) -> ResourceError:
@@ -160,23 +195,33 @@ def scan_elf_members(
     read in 0.49 s instead of 0.75). Members that are not well-formed ELF files raise ElfError
     naming the wheel and the member.
     """
-    names = archive.elf_members()
-    sizes = {name: archive.member(name).file_size for name in names}
+    files = sorted(
+        (m for m in archive.members if not m.is_dir), key=lambda m: m.file_size, reverse=True
+    )
+    largest = next((m for m in files if archive.is_elf(m.name)), None)
     if workers is None:
-        small = all(size < THREAD_MIN for size in sizes.values())
-        workers = 1 if small else min(len(names), os.cpu_count() or 1) or 1
-    with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
-        if workers == 1:
+        small = largest is None or largest.file_size < THREAD_MIN
+        workers = 1 if small else os.cpu_count() or 1
+    if workers == 1:
+        names = archive.elf_members()
+        sizes = {name: archive.member(name).file_size for name in names}
+        with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
             found = []
             for name in names:
                 found.append(_read_member(archive, name, spill_dir))
                 progress.advance(sizes[name])
             return found
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {
-                name: pool.submit(_read_member, archive, name, spill_dir)
-                for name in sorted(names, key=sizes.__getitem__, reverse=True)
-            }
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # Each member is submitted as soon as its head shows it is ELF, largest first: the
+        # biggest library starts while the heads of thousands of small files are looked at.
+        futures = {
+            m.name: pool.submit(_read_member, archive, m.name, spill_dir)
+            for m in files
+            if archive.is_elf(m.name)
+        }
+        names = archive.elf_members()
+        sizes = {name: archive.member(name).file_size for name in names}
+        with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
             try:
                 for future in as_completed(futures.values()):
                     progress.advance(sizes[future.result().path])

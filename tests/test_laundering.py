@@ -106,15 +106,22 @@ def real(name: str) -> bytes:
 
 @pytest.fixture
 def inflations(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How many times each member's deflate stream is inflated."""
+    """How many times each member's deflate stream is inflated, streamed or whole (C core)."""
     counts: Counter[str] = Counter()
     original = WheelArchive._inflate
+    original_whole = WheelArchive.inflate_whole
 
     def counting(self: WheelArchive, info: zipfile.ZipInfo, *args: Any) -> Any:
         counts[info.filename] += 1
         return original(self, info, *args)
 
+    def counting_whole(self: WheelArchive, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.member(name).compress_type == zipfile.ZIP_DEFLATED:
+            counts[name] += 1
+        return original_whole(self, name, *args, **kwargs)
+
     monkeypatch.setattr(WheelArchive, "_inflate", counting)
+    monkeypatch.setattr(WheelArchive, "inflate_whole", counting_whole)
     return counts
 
 

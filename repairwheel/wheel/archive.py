@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import email.parser
+import mmap
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -27,9 +29,12 @@ from .records import (
     parse_record,
     record_mismatch,
 )
-from .zipread import StrPath, ZipReader
+from .zipread import Bytes, StrPath, ZipReader
 
 _ELF_MAGIC = b"\x7fELF"
+_HASH_WINDOW = 32 << 20  # a written member is hashed through maps of this size
+_HASH_IN_C = 1 << 20  # members from this size are hashed as the C core inflates them
+_VERIFY_IN_MEMORY = 4 << 20  # members up to this size are checked from a buffer
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class WheelArchive(ZipReader):
         self._digests: dict[str, RecordHash] = {}  # sha256 of members a full read has checked
         self._checked: dict[str, RecordMismatch | None] = {}  # compared with RECORD as read
         self._record_lock = threading.RLock()
+        self._is_elf: dict[str, bool] = {}
         self._rows: dict[str, RecordRow] | None = None
         super().__init__(path)
         try:
@@ -85,7 +91,18 @@ class WheelArchive(ZipReader):
         """Write the member's contents to ``file`` (created or truncated) without holding it.
         An OSError writing ``file`` is the caller's to explain (it knows what the file is for:
         a spill, a staged member); reading the wheel fails as WheelError or ResourceError."""
-        with open(file, "wb") as out:
+        with open(file, "w+b") as out:  # readable too: the bytes are hashed from the page cache
+            self.extract_fd(name, out.fileno())
+
+    def extract_fd(self, name: str, fd: int) -> None:
+        """Write the member's contents to ``fd`` (open for reading and writing, empty), as
+        :meth:`extract_to` does."""
+        done = self.inflate_whole(name, out_fd=fd, sha256=self._hash_on_the_way(name))
+        if done is not None:
+            if self.hash_reads:
+                self._hash_result(name, done.sha256, lambda: self._written(name, fd))
+            return
+        with open(fd, "wb", closefd=False) as out:
             for piece in self.stream(name):
                 out.write(piece)
 
@@ -96,6 +113,11 @@ class WheelArchive(ZipReader):
         would need a second, final copy.
         """
         out = bytearray(self.member(name).file_size)
+        done = self.inflate_whole(name, out, sha256=self._hash_on_the_way(name))
+        if done is not None:
+            if self.hash_reads:
+                self._hash_result(name, done.sha256, lambda: iter((out,)))
+            return out
         position = 0
         with memoryview(out) as view:
             for piece in self._read(name, hash_it=self.hash_reads):
@@ -109,13 +131,19 @@ class WheelArchive(ZipReader):
 
     @cached_property
     def _elf_members(self) -> tuple[str, ...]:
-        return tuple(
-            member.name
-            for member in self.members
-            if not member.is_dir
-            and member.file_size >= len(_ELF_MAGIC)
-            and self.head(member.name, len(_ELF_MAGIC)) == _ELF_MAGIC
-        )
+        return tuple(member.name for member in self.members if self.is_elf(member.name))
+
+    def is_elf(self, name: str) -> bool:
+        """Whether the member is a file that starts with the ELF magic (looked at once)."""
+        known = self._is_elf.get(name)
+        if known is None:
+            member = self.member(name)
+            known = self._is_elf[name] = (
+                not member.is_dir
+                and member.file_size >= len(_ELF_MAGIC)
+                and self.head(name, len(_ELF_MAGIC)) == _ELF_MAGIC
+            )
+        return known
 
     @property
     def record_path(self) -> str:
@@ -238,17 +266,14 @@ class WheelArchive(ZipReader):
         audit) reads the ELF ones on the other cores. Yields a function that waits for it and
         re-raises a failure (a RECORD mismatch only if ``refuse_record_mismatch``); the thread
         is stopped and joined on exit, before the archive can close."""
-        elf = set(self.elf_members())
-        others = [m.name for m in self.members if not m.is_dir and m.name not in elf]
         stop = threading.Event()
 
         def check() -> None:
-            for name in others:
+            for member in self.members:
                 if stop.is_set():
                     return
-                if name not in self._digests:
-                    for _ in self._read(name, hash_it=True):
-                        pass
+                if not member.is_dir and not self.is_elf(member.name):
+                    self._verify(member.name, None)
 
         pool = ThreadPoolExecutor(max_workers=1)
         future = pool.submit(check)
@@ -266,9 +291,7 @@ class WheelArchive(ZipReader):
         WheelError if the member disagrees with its RECORD row, whatever
         ``refuse_record_mismatch`` says: this is the hash a writer vouches for.
         """
-        if name not in self._digests:
-            for _ in self._read(name, hash_it=True, refuse=True):
-                pass
+        self._verify(name, True)
         mismatch = self._checked.get(name)
         if mismatch is not None:
             raise self._error(str(mismatch))
@@ -286,18 +309,84 @@ class WheelArchive(ZipReader):
         if name in self._digests:
             yield from pieces
             return
-        row = None if name in self._not_in_record else self._record_index.get(name)
-        hasher = RecordHasher(row)
+        hasher = RecordHasher(self._row(name))
         for piece in pieces:
             hasher.update(piece)
             yield piece
-        sha256, actual = hasher.result()
+        self._settle(name, *hasher.result(), refuse)
+
+    def _row(self, name: str) -> RecordRow | None:
+        return None if name in self._not_in_record else self._record_index.get(name)
+
+    def _settle(
+        self, name: str, sha256: RecordHash, actual: RecordHash, refuse: bool | None
+    ) -> None:
+        """Keep the member's hash and how it compares with its RECORD row."""
+        row = self._row(name)
         size = self.member(name).file_size  # the reader has checked the bytes against it
         mismatch = None if row is None else record_mismatch(row, size, actual)
         self._checked[name] = mismatch
         self._digests[name] = sha256
         if mismatch is not None and (self.refuse_record_mismatch if refuse is None else refuse):
             raise self._error(str(mismatch))
+
+    def _hash_on_the_way(self, name: str, hash_it: bool | None = None) -> bool:
+        """Whether a whole read of the member should compute its sha256 as it inflates: a
+        hashed read (``hash_it``, default ``hash_reads``) of a member not hashed yet, big
+        enough to be worth it, whose row needs no other algorithm."""
+        return (
+            (self.hash_reads if hash_it is None else hash_it)
+            and name not in self._digests
+            and self.member(name).file_size >= _HASH_IN_C
+            and RecordHasher.other_algorithm(self._row(name)) is None
+        )
+
+    def _verify(self, name: str, refuse: bool | None) -> None:
+        """Inflate, CRC-check and hash the member, keeping nothing but its hash; a RECORD
+        mismatch raises if ``refuse`` (default: ``refuse_record_mismatch``)."""
+        if name in self._digests:
+            return
+        if self.member(name).file_size <= _VERIFY_IN_MEMORY:
+            out = bytearray(self.member(name).file_size)
+            if self.inflate_whole(name, out) is not None:
+                hasher = RecordHasher(self._row(name))
+                hasher.update(out)
+                self._settle(name, *hasher.result(), refuse)
+                return
+        elif self._hash_on_the_way(name, hash_it=True):
+            with open(os.devnull, "wb") as discard:
+                done = self.inflate_whole(name, out_fd=discard.fileno(), sha256=True)
+            if done is not None and done.sha256 is not None:
+                digest = RecordHash.from_digest("sha256", done.sha256)
+                self._settle(name, digest, digest, refuse)
+                return
+        for _ in self._read(name, hash_it=True, refuse=refuse):
+            pass
+
+    def _hash_result(
+        self, name: str, sha256: bytes | None, pieces: Callable[[], Iterator[Bytes]]
+    ) -> None:
+        """Settle a whole read's hash: the digest computed on the way, or else ``pieces``
+        (the bytes read back) hashed here."""
+        if name in self._digests:
+            return
+        if sha256 is None:
+            hasher = RecordHasher(self._row(name))
+            for piece in pieces():
+                hasher.update(piece)
+            self._settle(name, *hasher.result(), None)
+            return
+        digest = RecordHash.from_digest("sha256", sha256)
+        self._settle(name, digest, digest, None)
+
+    def _written(self, name: str, fd: int) -> Iterator[Bytes]:
+        """A member just written to ``fd``, read back from the page cache a window at a time
+        (so a 400 MB member does not count 400 MB towards this process's memory)."""
+        size = self.member(name).file_size
+        for offset in range(0, size, _HASH_WINDOW):
+            length = min(_HASH_WINDOW, size - offset)
+            with mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=offset) as window:
+                yield window
 
     def _text(self, name: str) -> str:
         try:

@@ -43,7 +43,11 @@ class RecordHash:
 
     @classmethod
     def from_hasher(cls, hasher: hashlib._Hash) -> RecordHash:
-        return cls(hasher.name, base64.urlsafe_b64encode(hasher.digest()).rstrip(b"=").decode())
+        return cls.from_digest(hasher.name, hasher.digest())
+
+    @classmethod
+    def from_digest(cls, algorithm: str, digest: bytes) -> RecordHash:
+        return cls(algorithm, base64.urlsafe_b64encode(digest).rstrip(b"=").decode())
 
     def __str__(self) -> str:
         return f"{self.algorithm}={self.value}"
@@ -85,10 +89,16 @@ class RecordHasher:
 
     def __init__(self, row: RecordRow | None) -> None:
         self.sha256 = hashlib.sha256()
-        algorithm = row.digest.algorithm if row is not None and row.digest else "sha256"
-        self._other = hashlib.new(algorithm) if algorithm in ALGORITHMS - {"sha256"} else None
+        algorithm = self.other_algorithm(row)
+        self._other = None if algorithm is None else hashlib.new(algorithm)
 
-    def update(self, data: bytes) -> None:
+    @staticmethod
+    def other_algorithm(row: RecordRow | None) -> str | None:
+        """The algorithm besides sha256 the row is checked with, if any."""
+        algorithm = row.digest.algorithm if row is not None and row.digest else "sha256"
+        return algorithm if algorithm in ALGORITHMS - {"sha256"} else None
+
+    def update(self, data: Bytes) -> None:
         self.sha256.update(data)
         if self._other is not None:
             self._other.update(data)

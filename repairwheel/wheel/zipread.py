@@ -21,6 +21,7 @@ from typing import TypeVar, Union
 
 from .._zlib import ZlibError, zlib
 from ..errors import ResourceError, WheelError
+from . import inflate
 from .reuse import OldStream
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -36,6 +37,8 @@ CHUNK = 1 << 20
 """Compressed bytes read from the file at a time."""
 OUT_CHUNK = 8 << 20
 """Inflated bytes produced at a time."""
+_HEAD_READ = 512
+"""Compressed bytes read to find a member's first few bytes."""
 
 LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 UTF8_NAME = 0x800
@@ -170,8 +173,60 @@ class ZipReader:
         """
         return self._contents(self._info(name), raw_chunk, out_chunk)
 
+    def inflate_whole(
+        self, name: str, out: bytearray | None = None, out_fd: int = -1, sha256: bool = False
+    ) -> inflate.Inflated | None:
+        """Put the member's bytes in ``out`` (exactly its size) or else write them to
+        ``out_fd``, checked as :meth:`contents` checks them (and with ``sha256`` hashed where
+        OpenSSL can be called), in one call of the C core that holds no GIL. None, with
+        nothing done, where the C inflate cannot be loaded; an OSError writing ``out_fd`` is
+        the caller's to explain."""
+        engine = inflate.inflater()
+        if engine is None:
+            return None
+        info = self._info(name)
+        deflated = info.compress_type == zipfile.ZIP_DEFLATED
+        offset = self._data_offset(info)
+        size = info.file_size
+        done = engine.member(
+            self._fd, offset, info.compress_size, deflated, size, out, out_fd, sha256
+        )
+        if done.status == inflate.OK and done.crc == info.CRC:
+            return done
+        raise self._inflate_error(name, done)
+
+    def _inflate_error(self, name: str, done: inflate.Inflated) -> Exception:
+        if done.status == inflate.WRITE:
+            return OSError(done.err_no, os.strerror(done.err_no))
+        if done.status in (inflate.NOMEM, inflate.DIGEST):
+            return ResourceError(f"{self.path.name}: member {name!r}: out of memory to inflate it")
+        if done.status == inflate.READ and done.err_no:
+            exc = OSError(done.err_no, os.strerror(done.err_no))
+            return resource_error(self.path, "cannot read", exc)
+        problem = {
+            inflate.OK: "fails its CRC check",
+            inflate.CORRUPT: f"is corrupt ({done.message})",
+            inflate.TRUNCATED: "has a truncated deflate stream",
+            inflate.TOO_LONG: "inflates beyond its declared size",
+            inflate.SHORT: "is shorter than its declared size",
+            inflate.READ: "is truncated",
+        }[done.status]
+        return self._error(f"member {name!r} {problem}")
+
     def head(self, name: str, n: int) -> bytes:
         """The first ``n`` bytes of the member, inflating only the start of its stream."""
+        info = self._info(name)
+        if n <= 0:
+            return b""
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            # One read of the stream's start is almost always enough for a few bytes.
+            raw = self._pread(min(info.compress_size, _HEAD_READ), self._data_offset(info))
+            try:
+                out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, n)
+            except ZlibError as exc:
+                raise self._error(f"member {name!r} is corrupt ({exc})") from None
+            if len(out) >= min(n, info.file_size) and len(out) <= info.file_size:
+                return out
         out = b""
         for piece in self.contents(name, max(n, 4096), max(n, 1)):
             out += piece

@@ -1,0 +1,130 @@
+/*
+ * Fuzz target for inflate.c: the input's head says how the member is declared (its size,
+ * stored or deflated, into a buffer or to a descriptor), its tail is the member's bytes.
+ * The result is checked against zlib's own inflate of the same bytes: a member is accepted
+ * exactly when the stream ends with the declared size, and then its bytes and CRC are zlib's.
+ * Built by fuzz/run.sh with tiny read and write buffers (RW_IN_CHUNK, RW_OUT_WINDOW).
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "inflate.h"
+
+#define CAP ((size_t)1 << 20) /* the most the reference inflates */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fail(const char *what)
+{
+    fprintf(stderr, "invariant violated: %s\n", what);
+    abort();
+}
+
+/* zlib's raw inflate of `in`: 1 when the stream ends inside it, with *n bytes out. */
+static int reference(const uint8_t *in, size_t len, uint8_t *out, size_t *n)
+{
+    z_stream s;
+    int rc;
+    memset(&s, 0, sizeof(s));
+    if (inflateInit2(&s, -15) != Z_OK)
+        fail("inflateInit2");
+    s.next_in = (Bytef *)(uintptr_t)in;
+    s.avail_in = (uInt)len;
+    s.next_out = out;
+    s.avail_out = (uInt)CAP;
+    rc = inflate(&s, Z_FINISH);
+    *n = CAP - s.avail_out;
+    inflateEnd(&s);
+    return rc == Z_STREAM_END;
+}
+
+static int write_fd(const uint8_t *p, size_t n)
+{
+    int fd = memfd_create("fuzz-in", 0);
+    if (fd < 0 || (n && write(fd, p, n) != (ssize_t)n))
+        fail("memfd");
+    return fd;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static uint8_t want[CAP];
+    rw_inflater z;
+    rw_inflate_result res;
+    uint8_t *out;
+    size_t ref_len = 0, len, lead;
+    uint64_t usize;
+    int flags, ended, in_fd, out_fd = -1, deflated, to_fd;
+    if (size < 5)
+        return 0;
+    flags = data[0];
+    deflated = !(flags & 1);
+    to_fd = flags & 2;
+    lead = (size_t)((flags >> 2) & 7); /* the member need not start at offset 0 */
+    data += 5;
+    len = size - 5;
+    if (deflated && len == 0)
+        ended = 1; /* an empty member may hold no stream at all */
+    else if (deflated)
+        ended = reference(data, len, want, &ref_len);
+    else {
+        ended = 1;
+        ref_len = len;
+        memcpy(want, data, len);
+    }
+    usize = (flags & 0x20) ? ref_len
+                           : ((uint64_t)data[-4] << 16 | (uint64_t)data[-3] << 8 | data[-2]);
+    if (flags & 0x40)
+        usize = ref_len + (data[-1] & 3) - 1; /* one off either way, or exact */
+    if (usize > CAP || (!deflated && usize != len && !(flags & 0x80)))
+        usize = ref_len;
+    z.flavor = RW_ZLIB;
+    z.init = (void (*)(void))inflateInit2_;
+    z.inflate = (void (*)(void))inflate;
+    z.end = (void (*)(void))inflateEnd;
+    z.crc32 = (void (*)(void))crc32;
+    z.version = zlibVersion();
+    {
+        uint8_t *file = calloc(1, lead + len + 1);
+        if (file == NULL)
+            fail("calloc");
+        memcpy(file + lead, data, len);
+        in_fd = write_fd(file, lead + len);
+        free(file);
+    }
+    out = malloc(usize ? (size_t)usize : 1);
+    if (out == NULL)
+        fail("malloc");
+    if (to_fd)
+        out_fd = memfd_create("fuzz-out", 0);
+    rw_inflate_member(&z, in_fd, lead, len, deflated, usize, to_fd ? NULL : out, out_fd, NULL,
+                      &res);
+    if (res.produced > usize)
+        fail("more bytes than declared");
+    if (to_fd) {
+        if ((uint64_t)lseek(out_fd, 0, SEEK_CUR) != res.produced ||
+            pread(out_fd, out, (size_t)res.produced, 0) != (ssize_t)res.produced)
+            fail("the descriptor does not hold what was produced");
+    }
+    if (res.produced && memcmp(out, want, (size_t)res.produced) != 0)
+        fail("bytes differ from zlib's");
+    if (res.status == RW_INF_OK) {
+        if (!ended || usize != ref_len)
+            fail("accepted a member zlib does not end at its declared size");
+        if (res.crc != (uint32_t)crc32(0, want, (uInt)ref_len))
+            fail("CRC differs from zlib's");
+    } else if (ended && usize == ref_len && !(deflated == 0 && usize != len)) {
+        fail("refused a member zlib ends at its declared size");
+    }
+    free(out);
+    close(in_fd);
+    if (out_fd >= 0)
+        close(out_fd);
+    return 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * inflate: one zip member's bytes, read from the archive's descriptor and
+ * inflated into a caller's buffer or written to a descriptor, in one call that
+ * needs no Python (cffi releases the GIL around it), with its size bounded by
+ * the declared one and its CRC-32 computed on the way.
+ *
+ * The inflate itself is zlib-ng's or zlib's, reached through the function
+ * pointers the caller passes (the Python side finds them in the zlib_ng
+ * extension or the system libz), so this file links against neither.
+ */
+#ifndef REPAIRWHEEL_INFLATE_H
+#define REPAIRWHEEL_INFLATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* BEGIN CDEF */
+#define RW_ZNG 1   /* zlib-ng's native API: zng_inflateInit2(strm, bits), zng_stream */
+#define RW_ZLIB 2  /* zlib's: inflateInit2_(strm, bits, version, sizeof(z_stream)) */
+
+#define RW_INF_OK 0
+#define RW_INF_CORRUPT 1    /* the inflate refused the stream; msg says why */
+#define RW_INF_TRUNCATED 2  /* the compressed bytes end before the stream does */
+#define RW_INF_TOO_LONG 3   /* more bytes than declared */
+#define RW_INF_SHORT 4      /* fewer bytes than declared */
+#define RW_INF_READ 5       /* pread failed or the file ends early (err_no, 0 for early end) */
+#define RW_INF_WRITE 6      /* write failed (err_no) */
+#define RW_INF_NOMEM 7
+#define RW_INF_DIGEST 8     /* the digest's update failed */
+
+typedef struct {
+    int flavor;           /* RW_ZNG or RW_ZLIB */
+    /* The library's functions, each cast to this generic type: */
+    void (*init)(void);     /* zng_inflateInit2 or inflateInit2_ */
+    void (*inflate)(void);  /* zng_inflate or inflate */
+    void (*end)(void);      /* zng_inflateEnd or inflateEnd */
+    void (*crc32)(void);    /* zng_crc32 or crc32: (crc, buf, len) */
+    const char *version;  /* RW_ZLIB: zlibVersion(), passed to inflateInit2_ */
+} rw_inflater;
+
+/* A digest fed every output byte: OpenSSL's EVP_DigestUpdate(ctx, data, n), say. */
+typedef struct {
+    void (*update)(void);   /* int update(void *ctx, const void *data, size_t n): 1 is success */
+    void *ctx;
+} rw_digest;
+
+typedef struct {
+    int status;           /* RW_INF_* */
+    int err_no;
+    uint64_t produced;    /* bytes written out */
+    uint32_t crc;         /* CRC-32 of those bytes */
+    char msg[160];
+} rw_inflate_result;
+
+/*
+ * The member whose `csize` stored bytes start at `offset` in `in_fd`: deflated
+ * (`deflated` non-zero) or stored.  Its `usize` bytes go to `out_buf` (which
+ * holds `usize` bytes) when it is not NULL, else to `out_fd`, and through
+ * `digest` unless it is NULL.  A stream that ends before its compressed bytes
+ * do ends the member there.  Returns the status, also in res->status.
+ */
+int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t csize,
+                      int deflated, uint64_t usize, uint8_t *out_buf, int out_fd,
+                      const rw_digest *digest, rw_inflate_result *res);
+/* END CDEF */
+
+#endif

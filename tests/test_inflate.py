@@ -1,0 +1,218 @@
+"""The C core's member inflate (csrc/inflate.c) against Python's zlib and the streaming reader:
+the same bytes, CRC and sha256 for good members, the same error for bad ones, with zlib-ng's
+and the system zlib's inflate alike."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from repairwheel.errors import WheelError
+from repairwheel.wheel import inflate
+from repairwheel.wheel.zipread import ZipReader
+
+ENGINES = {"zlib-ng": inflate._zlib_ng, "zlib": inflate._system_zlib}
+
+
+def raw_deflate(data: bytes, level: int = 6) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def file_with(tmp_path: Path, stream: bytes, lead: int = 7) -> tuple[int, int]:
+    """A file holding ``stream`` after ``lead`` bytes; its descriptor and the offset."""
+    path = tmp_path / "stream"
+    path.write_bytes(b"\xaa" * lead + stream)
+    fd = os.open(path, os.O_RDONLY)
+    return fd, lead
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request: pytest.FixtureRequest) -> inflate.Inflater:
+    return ENGINES[request.param]()
+
+
+def inflate_both(
+    engine: inflate.Inflater, tmp_path: Path, stream: bytes, usize: int, deflated: bool = True
+) -> tuple[inflate.Inflated, bytes, inflate.Inflated, bytes]:
+    """The member inflated into a buffer and written to a file, with sha256 on the way."""
+    fd, offset = file_with(tmp_path, stream)
+    out_path = tmp_path / "out"
+    try:
+        buf = bytearray(usize)
+        in_buffer = engine.member(fd, offset, len(stream), deflated, usize, buf, sha256=True)
+        with open(out_path, "w+b") as out:
+            to_fd = engine.member(
+                fd, offset, len(stream), deflated, usize, out_fd=out.fileno(), sha256=True
+            )
+    finally:
+        os.close(fd)
+    return in_buffer, bytes(buf[: in_buffer.produced]), to_fd, out_path.read_bytes()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.one_of(
+        st.binary(max_size=3000),
+        st.builds(
+            lambda seed, n: bytes(range(256)) * n + seed,
+            st.binary(max_size=64),
+            st.integers(0, 40000),
+        ),
+    ),
+    level=st.integers(0, 9),
+)
+def test_good_streams_match_zlib(
+    engine: inflate.Inflater, tmp_path: Path, data: bytes, level: int
+) -> None:
+    stream = raw_deflate(data, level)
+    in_buffer, got_buffer, to_fd, got_fd = inflate_both(engine, tmp_path, stream, len(data))
+    for done, got in ((in_buffer, got_buffer), (to_fd, got_fd)):
+        assert done.status == inflate.OK, done
+        assert got == data
+        assert done.crc == zlib.crc32(data)
+        assert done.sha256 == hashlib.sha256(data).digest()
+
+
+def test_a_big_member_crosses_every_buffer(engine: inflate.Inflater, tmp_path: Path) -> None:
+    data = os.urandom(3 << 20) + bytes(9 << 20) + os.urandom(1 << 20)  # > the 4 MiB window
+    in_buffer, got_buffer, to_fd, got_fd = inflate_both(
+        engine, tmp_path, raw_deflate(data, 1), len(data)
+    )
+    assert (in_buffer.status, to_fd.status) == (inflate.OK, inflate.OK)
+    assert got_buffer == data and got_fd == data
+    assert in_buffer.sha256 == to_fd.sha256 == hashlib.sha256(data).digest()
+
+
+def test_stored_members_are_copied(engine: inflate.Inflater, tmp_path: Path) -> None:
+    data = os.urandom(5 << 20)
+    in_buffer, got_buffer, to_fd, got_fd = inflate_both(
+        engine, tmp_path, data, len(data), deflated=False
+    )
+    assert got_buffer == data and got_fd == data
+    assert in_buffer.crc == to_fd.crc == zlib.crc32(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        (lambda s, n: (s[:-3], n), inflate.TRUNCATED),
+        (lambda s, n: (s, n - 1), inflate.TOO_LONG),
+        (lambda s, n: (s, 0), inflate.TOO_LONG),
+        (lambda s, n: (s, n + 1), inflate.SHORT),
+        (lambda s, n: (b"\xff" + s[1:], n), inflate.CORRUPT),
+        (lambda s, n: (b"", n), inflate.TRUNCATED),
+    ],
+    ids=[
+        "truncated",
+        "one-byte-longer",
+        "declared-empty",
+        "one-byte-shorter",
+        "bad-block",
+        "no-stream",
+    ],
+)
+def test_bad_streams_are_named(
+    engine: inflate.Inflater, tmp_path: Path, change: object, status: int
+) -> None:
+    data = os.urandom(1000) * 50
+    stream, usize = change(raw_deflate(data), len(data))  # type: ignore[operator]
+    in_buffer, _, to_fd, _ = inflate_both(engine, tmp_path, stream, usize)
+    assert in_buffer.status == to_fd.status == status
+    if status == inflate.CORRUPT:
+        assert in_buffer.message.startswith("Error -3 while decompressing data: ")
+
+
+def test_trailing_bytes_after_the_stream_are_ignored(
+    engine: inflate.Inflater, tmp_path: Path
+) -> None:
+    data = b"hello " * 1000
+    in_buffer, got, _, _ = inflate_both(engine, tmp_path, raw_deflate(data) + b"junk", len(data))
+    assert in_buffer.status == inflate.OK and got == data  # as Python's zlib stops at the end
+
+
+def test_an_empty_member_may_hold_no_stream(engine: inflate.Inflater, tmp_path: Path) -> None:
+    in_buffer, got, to_fd, _ = inflate_both(engine, tmp_path, b"", 0)
+    assert in_buffer.status == to_fd.status == inflate.OK and got == b""
+
+
+def test_a_file_ending_early_and_a_bad_descriptor(engine: inflate.Inflater, tmp_path: Path) -> None:
+    data = os.urandom(4000)
+    stream = raw_deflate(data)
+    fd, offset = file_with(tmp_path, stream)
+    try:
+        short = engine.member(fd, offset, len(stream) + 100, True, len(data), bytearray(len(data)))
+        assert short.status in (inflate.OK, inflate.READ)  # the stream may end before the gap
+        past = engine.member(fd, offset + 10**6, len(stream), True, len(data), bytearray(len(data)))
+        assert (past.status, past.err_no) == (inflate.READ, 0)
+        read_only = os.open(tmp_path / "stream", os.O_RDONLY)
+        try:
+            failed = engine.member(fd, offset, len(stream), True, len(data), out_fd=read_only)
+        finally:
+            os.close(read_only)
+        assert (failed.status, failed.err_no) == (inflate.WRITE, 9)  # EBADF
+    finally:
+        os.close(fd)
+
+
+def _zip(tmp_path: Path, data: bytes, method: int = zipfile.ZIP_DEFLATED) -> Path:
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("m"), data, compress_type=method)
+    return path
+
+
+def _mutate(path: Path, mutation: str) -> None:
+    raw = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", raw, 26)
+    start = 30 + name_length + extra_length
+    central = raw.rindex(b"PK\x01\x02")
+    if mutation == "flip":
+        raw[start + 40] ^= 0x55
+    elif mutation == "crc":
+        raw[central + 16] ^= 1
+    elif mutation == "shorter":
+        raw[central + 24 : central + 28] = struct.pack(
+            "<L", struct.unpack_from("<L", raw, central + 24)[0] - 5
+        )
+    elif mutation == "longer":
+        raw[central + 24 : central + 28] = struct.pack(
+            "<L", struct.unpack_from("<L", raw, central + 24)[0] + 5
+        )
+    elif mutation == "truncated":
+        raw[central + 20 : central + 24] = struct.pack(
+            "<L", struct.unpack_from("<L", raw, central + 20)[0] - 9
+        )
+    path.write_bytes(bytes(raw))
+
+
+def _outcome(reader: ZipReader, whole: bool) -> tuple[str, bytes]:
+    try:
+        if whole:
+            out = bytearray(reader.member("m").file_size)
+            assert reader.inflate_whole("m", out) is not None
+            return "ok", bytes(out)
+        return "ok", b"".join(reader.contents("m"))
+    except WheelError as exc:
+        return str(exc), b""
+
+
+@pytest.mark.parametrize("mutation", ["none", "flip", "crc", "shorter", "longer", "truncated"])
+def test_the_reader_says_what_the_streaming_reader_says(tmp_path: Path, mutation: str) -> None:
+    data = b"".join(b"line %d of a member\n" % i for i in range(20000))
+    path = _zip(tmp_path, data)
+    _mutate(path, mutation)
+    with ZipReader(path) as reader:
+        whole, streamed = _outcome(reader, True), _outcome(reader, False)
+    assert whole == streamed
+    assert (whole[0] == "ok") == (mutation == "none")
