@@ -7,6 +7,7 @@ member's bytes outlive its parsing.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import posixpath
@@ -147,21 +148,21 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
 
 
 def _parse_unkept(archive: WheelArchive, name: str, label: str) -> ElfMember:
-    try:
-        if "TMPDIR" in os.environ:  # the user's choice of where spills go
-            raise OSError("TMPDIR is set")
-        fd = os.memfd_create("repairwheel-spill", os.MFD_CLOEXEC)
-    except (OSError, AttributeError):  # TMPDIR, or no memfd here: a temp file
+    fd = None
+    if "TMPDIR" not in os.environ:  # else the user has chosen where spills go
+        with contextlib.suppress(OSError, AttributeError):  # no memfd here: a temp file
+            fd = os.memfd_create("repairwheel-spill", os.MFD_CLOEXEC)
+    if fd is not None:
         try:
-            spill = tempfile.TemporaryFile(prefix="repairwheel-spill-")
-        except OSError as exc:
-            raise _spill_error(label, None, exc) from None
-        with spill:
-            return _parse_spill(archive, name, label, spill.fileno(), None)
+            return _parse_spill(archive, name, label, fd, "memory")
+        finally:
+            os.close(fd)
     try:
-        return _parse_spill(archive, name, label, fd, "memory")
-    finally:
-        os.close(fd)
+        spill = tempfile.TemporaryFile(prefix="repairwheel-spill-")
+    except OSError as exc:
+        raise _spill_error(label, None, exc) from None
+    with spill:
+        return _parse_spill(archive, name, label, spill.fileno(), None)
 
 
 def _parse_spill(

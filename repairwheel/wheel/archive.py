@@ -349,9 +349,7 @@ class WheelArchive(ZipReader):
         if self.member(name).file_size <= _VERIFY_IN_MEMORY:
             out = bytearray(self.member(name).file_size)
             if self.inflate_whole(name, out) is not None:
-                hasher = RecordHasher(self._row(name))
-                hasher.update(out)
-                self._settle(name, *hasher.result(), refuse)
+                self._hash_result(name, None, lambda: iter((out,)), refuse)
                 return
         elif self._hash_on_the_way(name, hash_it=True):
             with open(os.devnull, "wb") as discard:
@@ -364,20 +362,24 @@ class WheelArchive(ZipReader):
             pass
 
     def _hash_result(
-        self, name: str, sha256: bytes | None, pieces: Callable[[], Iterator[Bytes]]
+        self,
+        name: str,
+        sha256: bytes | None,
+        pieces: Callable[[], Iterator[Bytes]],
+        refuse: bool | None = None,
     ) -> None:
         """Settle a whole read's hash: the digest computed on the way, or else ``pieces``
-        (the bytes read back) hashed here."""
+        (the bytes read back) hashed here; ``refuse`` as for :meth:`_settle`."""
         if name in self._digests:
             return
         if sha256 is None:
             hasher = RecordHasher(self._row(name))
             for piece in pieces():
                 hasher.update(piece)
-            self._settle(name, *hasher.result(), None)
+            self._settle(name, *hasher.result(), refuse)
             return
         digest = RecordHash.from_digest("sha256", sha256)
-        self._settle(name, digest, digest, None)
+        self._settle(name, digest, digest, refuse)
 
     def _written(self, name: str, fd: int) -> Iterator[Bytes]:
         """A member just written to ``fd``, read back from the page cache a window at a time

@@ -187,9 +187,8 @@ class ZipReader:
         info = self._info(name)
         deflated = info.compress_type == zipfile.ZIP_DEFLATED
         offset = self._data_offset(info)
-        size = info.file_size
         done = engine.member(
-            self._fd, offset, info.compress_size, deflated, size, out, out_fd, sha256
+            self._fd, offset, info.compress_size, deflated, info.file_size, out, out_fd, sha256
         )
         if done.status == inflate.OK and done.crc == info.CRC:
             return done
