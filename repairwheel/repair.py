@@ -26,7 +26,7 @@ from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
-from .stage import mapped, scratch, stage
+from .stage import mapped, scratch, spill_folder, stage
 from .wheel import (
     Reuse,
     WheelArchive,
@@ -129,6 +129,7 @@ def repair_wheel(
     archive = WheelArchive(path, hash_reads=True)
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
+        spills = stack.enter_context(spill_folder(tmp, archive))
         others_checked = stack.enter_context(archive.checking_others())
         try:
             report = analyze_wheel(
@@ -136,7 +137,7 @@ def repair_wheel(
                 ldpaths=ldpaths,
                 exclude=exclude,
                 disable_isa_ext_check=disable_isa_ext_check,
-                spill_dir=str(tmp),
+                spill_dir=str(spills),
                 provided_by=provided_by,
                 site_packages=site_packages,
                 include=include,

@@ -1,10 +1,11 @@
-"""Staging: the files a repair changes, put on disk for strip and patchelf, then read back.
+"""Staging: the files a repair changes, put in files for strip and patchelf, then read back.
 
-Only the ELF members that change and the libraries to graft are staged, in a private scratch
-folder; small files go to /dev/shm when it has room (creating a file on a disk filesystem can
-cost half a millisecond, and a wheel of 3000 extensions stages 3000 files), big ones to the
-repair's temp folder (in a tmpfs they would hold memory). TMPDIR, when set, is respected for
-everything.
+Only the ELF members that change and the libraries to graft are staged, in private scratch
+folders in /dev/shm when it has room, else in the repair's temp folder: creating a file on a
+disk filesystem can cost half a millisecond (a wheel of 3000 extensions stages 3000 files),
+and writing a 400 MB member to it costs more than inflating it, and slows the writing of the
+output after it. Big members are inflated by the audit already (ElfMember.spilled, into
+:func:`spill_folder`) and staged where they lie. TMPDIR, when set, is respected for everything.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .elf import ElfFile
 from .errors import ResourceError
 from .patch import PatchOps, Strip
 from .plan import RepairPlan
+from .scan import SPILL_SIZE
 from .wheel import WheelArchive
 
 SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
@@ -44,23 +46,53 @@ class Staged:
 
 
 @contextlib.contextmanager
+def spill_folder(tmp: Path, archive: WheelArchive) -> Iterator[Path]:
+    """The folder the audit inflates big members into: one in /dev/shm when it has room for
+    every member over SPILL_SIZE (whether ELF or not is not known yet), else ``tmp``."""
+    needed = sum(m.file_size for m in archive.members if m.file_size > SPILL_SIZE)
+    with _shm_folder(needed) as folder:
+        yield folder or tmp
+
+
+@contextlib.contextmanager
 def scratch(
     tmp: Path, archive: WheelArchive, report: WheelReport, plan: RepairPlan
 ) -> Iterator[Path]:
-    """The folder for small staged files: one in /dev/shm when it is there with room to spare
-    for everything the repair may stage (strip may stage every ELF member), else ``tmp``."""
+    """The folder for small staged files: one in /dev/shm when it has room for everything
+    the repair may stage (strip may stage every ELF member), else ``tmp``."""
     sizes = [archive.member(m.path).file_size for m in report.members]
     sizes += [os.path.getsize(g.source) for g in plan.grafts]
-    needed = sum(size for size in sizes if size <= SMALL_FILE)
+    with _shm_folder(sum(size for size in sizes if size <= SMALL_FILE)) as folder:
+        yield folder or tmp
+
+
+@contextlib.contextmanager
+def _shm_folder(needed: int) -> Iterator[Path | None]:
+    """A private folder in /dev/shm, removed after use, when TMPDIR is unset and both the
+    tmpfs and the memory behind it have room for four times ``needed`` and 64 MiB to spare;
+    else None."""
+    room = 4 * needed + (64 << 20)
     if "TMPDIR" in os.environ or needed == 0 or not os.access(_SHM, os.W_OK):
-        yield tmp
+        yield None
         return
     stats = os.statvfs(_SHM)
-    if stats.f_bavail * stats.f_frsize < 4 * needed + (64 << 20):
-        yield tmp
+    if stats.f_bavail * stats.f_frsize < room or _available_memory() < room:
+        yield None
         return
     with tempfile.TemporaryDirectory(prefix="repairwheel-", dir=_SHM) as folder:
         yield Path(folder)
+
+
+def _available_memory() -> int:
+    """MemAvailable from /proc/meminfo in bytes, 0 when it cannot be read."""
+    try:
+        with open("/proc/meminfo", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def stage(
@@ -75,8 +107,8 @@ def stage(
     """Stage every file that changes: the members to patch, the grafts and, with a
     ``strip_level``, every other ELF member too (as a job that only strips); the jobs are the
     caller's to run. With ``debug_symbols`` each file's debug information is to be saved
-    under ``tmp/debug`` (:mod:`.debuginfo`). Files up to SMALL_FILE are staged in ``small``,
-    bigger ones in ``tmp``."""
+    under ``tmp/debug`` (:mod:`.debuginfo`). A member the audit spilled stays in its spill;
+    other files up to SMALL_FILE are staged in ``small``, bigger ones in ``tmp``."""
     staged = Staged()
     spilled = {m.path: m.spilled for m in report.members if m.spilled}
 
@@ -84,8 +116,8 @@ def stage(
         size = archive.member(name).file_size
         file = (small if size <= SMALL_FILE else tmp) / f"m{len(staged.files)}"
         try:
-            if name in spilled:  # already inflated by the audit (a move across filesystems
-                shutil.move(spilled[name], file)  # when ``small`` is in /dev/shm)
+            if name in spilled:  # already inflated by the audit
+                file = Path(spilled[name])
             else:
                 archive.extract_to(name, file)
         except OSError as exc:

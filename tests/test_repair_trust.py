@@ -224,6 +224,70 @@ def _big_elf_wheel(tmp_path: Path) -> Path:
     return wheel
 
 
+def _shm_leftovers() -> set[str]:
+    shm = Path("/dev/shm")
+    return (
+        {p.name for p in shm.iterdir() if p.name.startswith("repairwheel-")}
+        if shm.is_dir()
+        else set()
+    )
+
+
+@pytest.mark.parametrize("tmpdir", [False, True], ids=["spill in /dev/shm", "TMPDIR set"])
+def test_a_big_member_patched_from_its_spill_imports_without_the_originals(
+    tmpdir: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An extension over the spill size is inflated once by the audit, patched where it was
+    spilled (a tmpfs folder, or TMPDIR's when set) and loads from the output; no spill is
+    left anywhere."""
+    from repairwheel.scan import SPILL_SIZE
+
+    if shutil.which("gcc") is None:
+        unavailable("gcc is not installed")
+    pad = f"static const char pad[{SPILL_SIZE + (1 << 20)}] __attribute__((used)) = {{1}};"
+    spec = WheelSpec(
+        libraries=(Library("foo", 7),),
+        extensions=(Extension("demo._big", ("foo",), prelude=pad, extra="pad[1]"),),
+    )
+    built = build_wheel(spec, tmp_path / "build")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    if tmpdir:
+        monkeypatch.setenv("TMPDIR", str(temp))
+    before = _shm_leftovers()
+    result = repair_wheel(built.path, tmp_path / "out", ldpaths=str(built.lib_dir))
+    assert _shm_leftovers() == before and not list(temp.iterdir())
+    monkeypatch.delenv("TMPDIR", raising=False)
+    code = "import demo._big as m; print(m.value())"
+    repaired, control = run_without_originals(Path(result.output), built, code, tmp_path)
+    assert (repaired.returncode, repaired.stdout) == (0, "7\n"), repaired.stderr
+    assert control.returncode != 0 and "libfoo.so.1" in control.stderr
+
+
+def test_the_spill_folder_is_in_dev_shm_only_with_room_and_without_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repairwheel import stage
+    from repairwheel.wheel import WheelArchive
+
+    if not os.access("/dev/shm", os.W_OK):
+        unavailable("no writable /dev/shm")
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(stage, "SPILL_SIZE", 0)  # every member counts as a big one
+    with WheelArchive(GLIBC_WHEEL) as archive:
+        with stage.spill_folder(tmp_path, archive) as folder:
+            assert folder.parent == Path("/dev/shm") and folder.is_dir()
+        assert not folder.exists()
+        monkeypatch.setattr(stage, "_available_memory", lambda: 1 << 20)  # too little memory
+        with stage.spill_folder(tmp_path, archive) as folder:
+            assert folder == tmp_path
+        monkeypatch.undo()
+        monkeypatch.setattr(stage, "SPILL_SIZE", 0)
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        with stage.spill_folder(tmp_path, archive) as folder:
+            assert folder == tmp_path
+
+
 def test_a_full_temp_folder_while_spilling_is_one_line_naming_it(tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("gcc") is None:
         unavailable("needs root, unshare and gcc to mount a small tmpfs")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
+import errno
 import hashlib
 import io
 import os
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from installer import install
@@ -33,6 +36,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 from installer.utils import SCHEME_NAMES
 
+from repairwheel.errors import WheelError
 from repairwheel.wheel import WheelArchive, WheelWriter, zipwrite
 from repairwheel.wheel.zipwrite import deflate
 
@@ -396,3 +400,65 @@ def test_zip64_end_records_when_only_the_central_directory_crosses_the_limit(
         assert b"PK\x06\x06" in out.read_bytes()[start:]
         assert unzip_ok(out)
         installs(out, Path(folder) / "root", {f"pkg/m{n}.py": b"" for n in range(count)})
+
+
+def _copy_all(source: Path, target: Path) -> None:
+    with WheelArchive(source) as archive, WheelWriter(target, DIST) as writer:
+        for member in archive.members:
+            writer.copy(archive, member.name)
+
+
+def test_in_kernel_copies_write_the_bytes_a_copy_through_python_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw copies from KERNEL_COPY_MIN on go file to file (copy_file_range); with the kernel
+    refusing (EXDEV) the writer falls back to reading them, once, and the bytes are the same."""
+    sizes = [10, zipwrite.KERNEL_COPY_MIN - 1, zipwrite.KERNEL_COPY_MIN, 3 * BLOCK + 5]
+    members = [
+        File(f"pkg/m{n}.f", contents(n, size, n % 2 == 0), level, 0o644, STAMP, True)
+        for n, size in enumerate(sizes)
+        for level in (0, 6)
+    ]
+    members = [dataclasses.replace(m, name=f"{m.name}.{m.level}") for m in members]
+    source = tmp_path / NAME
+    write_source(source, members)
+    real = os.copy_file_range
+    calls: list[int] = []
+
+    def counted(*args: int) -> int:
+        calls.append(args[2])
+        return real(*args)
+
+    refusals: list[int] = []
+
+    def refused(*args: int) -> int:
+        refusals.append(args[2])
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "python").mkdir()
+    with mock.patch.object(os, "copy_file_range", counted):
+        _copy_all(source, tmp_path / "kernel" / NAME)
+    with mock.patch.object(os, "copy_file_range", refused):
+        _copy_all(source, tmp_path / "python" / NAME)
+    kernel, python = (tmp_path / d / NAME for d in ("kernel", "python"))
+    assert kernel.read_bytes() == python.read_bytes()
+    assert calls and min(calls) >= zipwrite.KERNEL_COPY_MIN - 1024  # only the big ones
+    assert len(refusals) == 1  # not tried again after the refusal
+    assert unzip_ok(kernel)
+    installs(kernel, tmp_path / "root", {m.name: m.data for m in members})
+
+
+def test_an_input_cut_short_under_an_in_kernel_copy_is_a_wheel_error(tmp_path: Path) -> None:
+    data = contents(1, 2 * BLOCK, False)
+    source = tmp_path / NAME
+    write_source(source, [File("pkg/big.f", data, 0, 0o644, STAMP, True)])
+    with WheelArchive(source) as archive:
+        entry = archive.raw_entry("pkg/big.f")
+        with open(source, "r+b") as fh:  # cut inside the member's data
+            fh.truncate(zipfile.ZipFile(io.BytesIO(source.read_bytes())).start_dir - BLOCK)
+        with open(tmp_path / "out.zip", "wb") as out:
+            writer = zipwrite.ZipWriter(out)
+            with pytest.raises(WheelError, match=r"member 'pkg/big\.f' is truncated"):
+                writer.write(entry)

@@ -39,11 +39,13 @@ _AT_BLOCK_END, _IN_LAST_BLOCK = 128, 64  # z_stream.data_type flags after a Z_BL
 
 @dataclass(frozen=True)
 class OldStream:
-    """A member's deflate stream as the input wheel holds it: its compressed size and a reader
-    of its bytes ``start:end`` in pieces."""
+    """A member's deflate stream as the input wheel holds it: its compressed size, a reader
+    of its bytes ``start:end`` in pieces and, where there is one, a copier of them
+    ``(start, end, fd, offset)`` to a file offset inside the kernel (False: it cannot)."""
 
     size: int
     read: Callable[[int, int], Iterator[bytes]]
+    copy: Callable[[int, int, int, int], bool] | None = None
 
 
 @dataclass(frozen=True)

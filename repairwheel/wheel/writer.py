@@ -190,6 +190,8 @@ class WheelWriter:
 
     def _flush(self) -> None:
         """Compress the batched small members, a share per thread, and write them in order."""
+        if not self._batch:
+            return
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         threads = min(os.cpu_count() or 1, len(batch) // _BATCH_SHARE or 1)
         if threads == 1:

@@ -6,6 +6,7 @@ Nothing here knows about wheels; :mod:`.archive` builds the wheel layer on top.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import re
@@ -13,7 +14,7 @@ import stat
 import struct
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +48,8 @@ UNIX = 3
 """The "made by" system whose external attributes hold a Unix mode."""
 _UNICODE_PATH = 0x7075  # Info-ZIP Unicode Path extra field: version 1, CRC32 of the name, UTF-8
 _ENCRYPTED = 0x1
+# copy_file_range errors that mean "not here" (an old kernel, filesystems that cannot)
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 _DRIVE = re.compile("[A-Za-z]:")
 
 _Reader = TypeVar("_Reader", bound="ZipReader")
@@ -85,6 +88,9 @@ class RawEntry:
 
     member: Member
     chunks: Iterator[bytes] = field(compare=False, repr=False)
+    # copy_to(fd, offset): copy the compressed bytes to that file offset inside the kernel,
+    # False (nothing written) where the filesystems cannot; None: only ``chunks`` reach them
+    copy_to: Callable[[int, int], bool] | None = field(default=None, compare=False, repr=False)
 
 
 class ZipReader:
@@ -143,7 +149,12 @@ class ZipReader:
 
     def raw_entry(self, name: str) -> RawEntry:
         """The member's header and its compressed bytes in pieces of at most CHUNK bytes."""
-        return RawEntry(self.member(name), self._raw_chunks(self._info(name), CHUNK))
+        info = self._info(name)
+
+        def copy_to(out_fd: int, out_offset: int) -> bool:
+            return self._copy_raw(info, 0, info.compress_size, out_fd, out_offset)
+
+        return RawEntry(self.member(name), self._raw_chunks(info, CHUNK), copy_to)
 
     def deflate_stream(self, name: str) -> OldStream | None:
         """The member's deflate stream, to reuse its blocks (:mod:`.reuse`); None when it is
@@ -161,7 +172,10 @@ class ZipReader:
                     raise self._error(f"member {name!r} is truncated")
                 yield data
 
-        return OldStream(info.compress_size, read)
+        def copy(start: int, end: int, out_fd: int, out_offset: int) -> bool:
+            return self._copy_raw(info, start, end, out_fd, out_offset)
+
+        return OldStream(info.compress_size, read, copy)
 
     def contents(
         self, name: str, raw_chunk: int = CHUNK, out_chunk: int = OUT_CHUNK
@@ -327,6 +341,26 @@ class ZipReader:
             if len(data) != want:
                 raise self._error(f"member {info.filename!r} is truncated")
             yield data
+
+    def _copy_raw(
+        self, info: zipfile.ZipInfo, start: int, end: int, out_fd: int, out_offset: int
+    ) -> bool:
+        """Copy the member's compressed bytes ``start:end`` to ``out_offset`` of ``out_fd``
+        with copy_file_range; False when the kernel or the filesystems cannot (before anything
+        is written). Other OSErrors propagate: they may be the output's (ENOSPC)."""
+        base, done, size = self._data_offset(info) + start, 0, end - start
+        while done < size:
+            try:
+                left = size - done
+                n = os.copy_file_range(self._fd, out_fd, left, base + done, out_offset + done)
+            except OSError as exc:
+                if done == 0 and exc.errno in _NO_KERNEL_COPY:
+                    return False
+                raise
+            if n == 0:
+                raise self._error(f"member {info.filename!r} is truncated")
+            done += n
+        return True
 
     def _pread(self, size: int, offset: int) -> bytes:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import itertools
 import logging
 import mmap
@@ -22,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
 from .._zlib import zlib
-from .reuse import Reuse, Run
+from .reuse import OldStream, Reuse, Run
 from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawEntry
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ _DEFLATE_OPTIONS = 0x6  # the flag bits kept from a copied member: deflate's spe
 _DOS_EPOCH_RANGE = (315532800, 4354819198)  # 1980-01-01 .. 2107-12-31, what DOS dates can hold
 _DEFLATE_BLOCK = 1 << 20
 _WINDOW = 1 << 15
+KERNEL_COPY_MIN = 64 << 10  # copied members from this size on go straight from file to file
 STREAM_MIN = 8 << 20  # members from this size on are compressed as they are written
 
 
@@ -57,15 +59,45 @@ class ZipWriter:
         self._date_time = date_time
         self._offset = 0
         self._central: list[bytes] = []
+        try:
+            self._fd: int | None = out.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):  # a BytesIO
+            self._fd = None
 
     def write(self, entry: RawEntry) -> None:
         """Write one member: its local header, its compressed bytes as they are, and keep its
         central-directory record for :meth:`finish`."""
         offset = self._offset
         self._emit(self._local_header(entry.member))
-        for piece in entry.chunks:
-            self._emit(piece)
+        if not self._copied_in_kernel(entry):
+            for piece in entry.chunks:
+                self._emit(piece)
         self._central.append(self._central_record(entry.member, offset))
+
+    def _copied_in_kernel(self, entry: RawEntry) -> bool:
+        """Whether a big member's bytes were copied file to file (no trip through Python)."""
+        return self._kernel_copy(entry.member.compress_size, entry.copy_to)
+
+    def _copy_run(self, old: OldStream, run: Run) -> bool:
+        """Whether a big reused run was copied from the old stream file to file."""
+        if old.copy is None:
+            return False
+        copy = old.copy
+        return self._kernel_copy(
+            run.raw_end - run.raw_start,
+            lambda fd, offset: copy(run.raw_start, run.raw_end, fd, offset),
+        )
+
+    def _kernel_copy(self, size: int, copy_to: Callable[[int, int], bool] | None) -> bool:
+        if copy_to is None or self._fd is None or size < KERNEL_COPY_MIN:
+            return False
+        self._out.flush()
+        if not copy_to(self._fd, self._offset):
+            self._fd = None  # not on these filesystems: never try again
+            return False
+        self._offset += size
+        self._out.seek(self._offset)
+        return True
 
     def _shared(self, member: Member) -> tuple[int, int, int, int, int]:
         """The fields both headers hold: flags, method, time, date, CRC."""
@@ -155,7 +187,7 @@ class ZipWriter:
         start = self._offset
         self._emit(self._local_header(member))
         body = self._offset
-        for piece in _deflate_blocks(data, level, consumed, reuse):
+        for piece in _deflate_blocks(data, level, consumed, reuse, self._copy_run):
             self._emit(piece)
         member = dataclasses.replace(member, crc=crc, compress_size=self._offset - body)
         self._out.seek(start)
@@ -243,9 +275,11 @@ def _deflate_blocks(
     level: int,
     consumed: Callable[[memoryview], None],
     reuse: Reuse | None = None,
+    copy_run: Callable[[OldStream, Run], bool] = lambda old, run: False,
 ) -> Iterator[bytes]:
     """deflate()'s blocks in order, at most two per thread in flight, with the runs ``reuse``
-    keeps from the old stream copied in their places; ``consumed`` sees the input, in order, as each
+    keeps from the old stream in their places (yielded, unless ``copy_run`` copied one to
+    the output itself); ``consumed`` sees the input, in order, as each
     piece's output is ready (to hash it), and a mapped file's pages are released after that,
     so a 400 MB member costs a few MB of memory, not 400."""
     view = memoryview(data)
@@ -289,7 +323,8 @@ def _deflate_blocks(
                 yield out
             else:
                 assert reuse is not None  # only reuse's runs are pieces with a run
-                yield from reuse.old.read(run.raw_start, run.raw_end)
+                if not copy_run(reuse.old, run):
+                    yield from reuse.old.read(run.raw_start, run.raw_end)
                 done(start, end)
 
 
