@@ -2,7 +2,8 @@
  * Fuzz target for inflate.c: the input's head says how the member is declared (its size,
  * stored or deflated, into a buffer or to a descriptor), its tail is the member's bytes.
  * The result is checked against zlib's own inflate of the same bytes: a member is accepted
- * exactly when the stream ends with the declared size, and then its bytes and CRC are zlib's.
+ * exactly when the stream ends with the declared size, and then its bytes and CRC are zlib's,
+ * and the block ends it records (when asked to) are those of zlib's own block-by-block inflate.
  * Built by fuzz/run.sh with tiny read and write buffers (RW_IN_CHUNK, RW_OUT_WINDOW).
  */
 #define _GNU_SOURCE
@@ -44,6 +45,36 @@ static int reference(const uint8_t *in, size_t len, uint8_t *out, size_t *n)
     return rc == Z_STREAM_END;
 }
 
+#define BLOCKS_CAP 4096
+
+/* The byte-aligned block ends (not the last block's) that zlib's Z_BLOCK inflate of all of
+   `in` at once stops at, as inflate.c records them: the first per uncompressed offset. */
+static size_t reference_blocks(const uint8_t *in, size_t len, uint64_t *pairs)
+{
+    static uint8_t sink[CAP];
+    z_stream s;
+    size_t n = 0, steps = 0;
+    memset(&s, 0, sizeof(s));
+    if (inflateInit2(&s, -15) != Z_OK)
+        fail("inflateInit2");
+    s.next_in = (Bytef *)(uintptr_t)in;
+    s.avail_in = (uInt)len;
+    s.next_out = sink;
+    s.avail_out = (uInt)CAP;
+    while (inflate(&s, Z_BLOCK) == Z_OK && steps++ < 8 * len + 64) {
+        uint64_t out_at = CAP - s.avail_out, in_at = len - s.avail_in;
+        int f = s.data_type;
+        if ((f & 128) && !(f & 64) && !(f & 7) && out_at && (n == 0 || pairs[2 * n - 2] < out_at) &&
+            n < BLOCKS_CAP) {
+            pairs[2 * n] = out_at;
+            pairs[2 * n + 1] = in_at;
+            n++;
+        }
+    }
+    inflateEnd(&s);
+    return n;
+}
+
 static int write_fd(const uint8_t *p, size_t n)
 {
     int fd = memfd_create("fuzz-in", 0);
@@ -55,6 +86,8 @@ static int write_fd(const uint8_t *p, size_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t want[CAP];
+    static uint64_t pairs[2 * BLOCKS_CAP], ref_pairs[2 * BLOCKS_CAP];
+    rw_blocks blocks;
     rw_inflater z;
     rw_inflate_result res;
     uint8_t *out;
@@ -103,8 +136,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("malloc");
     if (to_fd)
         out_fd = memfd_create("fuzz-out", 0);
+    blocks.pairs = pairs;
+    blocks.capacity = (data[-1] & 8) ? 1 : BLOCKS_CAP;
+    blocks.count = 99; /* the call resets it */
     rw_inflate_member(&z, in_fd, lead, len, deflated, usize, to_fd ? NULL : out, out_fd, NULL,
-                      &res);
+                      (data[-1] & 4) ? &blocks : NULL, &res);
     if (res.produced > usize)
         fail("more bytes than declared");
     if (to_fd) {
@@ -119,6 +155,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fail("accepted a member zlib does not end at its declared size");
         if (res.crc != (uint32_t)crc32(0, want, (uInt)ref_len))
             fail("CRC differs from zlib's");
+        if ((data[-1] & 4) && deflated && len) {
+            size_t n = reference_blocks(data, len, ref_pairs);
+            if (n > BLOCKS_CAP - 1)
+                ; /* the reference ran out of room: nothing to compare */
+            else if (blocks.overflow ? (blocks.count != blocks.capacity || n <= blocks.capacity)
+                                     : blocks.count != n)
+                fail("a different number of block ends than zlib's");
+            else if (memcmp(pairs, ref_pairs, 2 * blocks.count * sizeof(uint64_t)) != 0)
+                fail("block ends differ from zlib's");
+        }
     } else if (ended && usize == ref_len && !(deflated == 0 && usize != len)) {
         fail("refused a member zlib ends at its declared size");
     }

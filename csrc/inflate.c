@@ -26,6 +26,12 @@
 #define CRC_PIECE ((uint64_t)1 << 30) /* crc32() takes a 32-bit length */
 
 #define Z_NO_FLUSH_ 0
+#define Z_BLOCK_ 5
+#define AT_BLOCK_END 128 /* data_type bits after a Z_BLOCK stop */
+#define IN_LAST_BLOCK 64
+#define UNUSED_BITS 7
+#define STALLS_ALLOWED 64 /* Z_BLOCK stops in a row that take no new byte (empty blocks held
+                             in the bit buffer) before the stream counts as stuck */
 #define Z_STREAM_END_ 1
 #define Z_NEED_DICT_ 2
 #define Z_MEM_ERROR_ (-4)
@@ -116,22 +122,47 @@ static void st_input(stream *s, const uint8_t *in, uint32_t n)
     }
 }
 
-/* Inflate into `out` (room for `room` bytes); *got is what it wrote. */
-static int st_step(stream *s, uint8_t *out, uint32_t room, uint32_t *got)
+static int st_data_type(const stream *s)
+{
+    return s->z->flavor == RW_ZNG ? s->ng.data_type : s->zl.data_type;
+}
+
+/* Inflate into `out` (room for `room` bytes) with `flush`; *got is what it wrote. */
+static int st_step(stream *s, uint8_t *out, uint32_t room, int flush, uint32_t *got)
 {
     int rc;
     if (s->z->flavor == RW_ZNG) {
         s->ng.next_out = out;
         s->ng.avail_out = room;
-        rc = ((zng_step_fn)s->z->inflate)(&s->ng, Z_NO_FLUSH_);
+        rc = ((zng_step_fn)s->z->inflate)(&s->ng, flush);
         *got = room - s->ng.avail_out;
     } else {
         s->zl.next_out = out;
         s->zl.avail_out = room;
-        rc = ((zl_step_fn)s->z->inflate)(&s->zl, Z_NO_FLUSH_);
+        rc = ((zl_step_fn)s->z->inflate)(&s->zl, flush);
         *got = room - s->zl.avail_out;
     }
     return rc;
+}
+
+/* After a Z_BLOCK stop: record the end of the block just decoded if it is byte-aligned and
+   not the last one (its end is the stream's). */
+static void note_block(const stream *s, rw_blocks *b, uint64_t out_at, uint64_t in_at)
+{
+    int flags = st_data_type(s);
+    if (!(flags & AT_BLOCK_END) || (flags & IN_LAST_BLOCK) || (flags & UNUSED_BITS))
+        return;
+    if (b->count && b->pairs[2 * b->count - 2] >= out_at)
+        return; /* an empty block: the boundary is already there */
+    if (out_at == 0)
+        return; /* the stream's start is a boundary anyway */
+    if (b->count == b->capacity) {
+        b->overflow = 1;
+        return;
+    }
+    b->pairs[2 * b->count] = out_at;
+    b->pairs[2 * b->count + 1] = in_at;
+    b->count++;
 }
 
 static const char *st_msg(const stream *s)
@@ -234,16 +265,20 @@ static int copy_stored(const sink *k, int in_fd, uint64_t offset, uint64_t csize
 }
 
 static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, uint64_t csize,
-                          uint8_t *in, size_t in_size, uint8_t *window, size_t window_size)
+                          uint8_t *in, size_t in_size, uint8_t *window, size_t window_size,
+                          rw_blocks *blocks)
 {
     rw_inflate_result *res = k->res;
     uint64_t usize = k->usize;
     uint8_t *out_buf = k->out_buf;
     uint64_t consumed = 0;
+    size_t fill = 0; /* window mode: bytes in the window not yet emitted */
+    int flush = blocks ? Z_BLOCK_ : Z_NO_FLUSH_;
+    int stalls = 0;
     uint8_t spare;
     for (;;) {
         uint8_t *dst;
-        uint64_t room;
+        uint64_t room, at = res->produced + fill;
         uint32_t got, before;
         int rc;
         if (st_avail_in(s) == 0 && consumed < csize) {
@@ -253,22 +288,34 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
             st_input(s, in, (uint32_t)n);
             consumed += n;
         }
+        /* Room up to the declared size and one byte more, which tells a longer stream. */
+        room = usize - at + 1;
         if (out_buf) {
-            /* Inflate in place; once the buffer is full, one spare byte tells a longer stream. */
-            room = usize - res->produced;
-            dst = room ? out_buf + res->produced : &spare;
-            room = room ? room : 1;
+            dst = at < usize ? out_buf + at : &spare;
+            room = at < usize ? room - 1 : 1;
         } else {
-            room = usize - res->produced;
-            room = room < window_size ? room + 1 : window_size;
-            dst = window;
+            dst = window + fill;
+            room = room < window_size - fill ? room : window_size - fill;
         }
         if (room > CRC_PIECE)
             room = CRC_PIECE;
         before = st_avail_in(s);
-        rc = st_step(s, dst, (uint32_t)room, &got);
-        if (got && emit(k, dst, got))
-            return res->status;
+        rc = st_step(s, dst, (uint32_t)room, flush, &got);
+        if (blocks && rc >= 0)
+            note_block(s, blocks, at + got, consumed - st_avail_in(s));
+        if (out_buf) {
+            if (got && emit(k, dst, got))
+                return res->status;
+        } else {
+            fill += got;
+            /* Emitted when the window is full, the stream stops, or past the declared size;
+               block by block stops only fill it further. */
+            if (fill && (fill == window_size || rc != 0 || at + got > usize || !blocks)) {
+                if (emit(k, window, fill))
+                    return res->status;
+                fill = 0;
+            }
+        }
         if (rc == Z_STREAM_END_)
             return RW_INF_OK;
         if (rc == Z_MEM_ERROR_)
@@ -278,9 +325,19 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
                      rc == Z_NEED_DICT_ ? 2 : rc, st_msg(s));
             return finish(res, RW_INF_CORRUPT, 0);
         }
-        if (got == 0 && st_avail_in(s) == 0 && consumed == csize)
+        /* Nothing taken and nothing made: Z_BLOCK stops may do that a few times in a row
+           (empty blocks held in the bit buffer; at the last block's end, one more call ends
+           the stream), anything else is stuck. */
+        stalls = got == 0 && st_avail_in(s) == before ? stalls + 1 : 0;
+        if (got == 0 && st_avail_in(s) == 0 && consumed == csize &&
+            !(blocks && rc == 0 && (st_data_type(s) & AT_BLOCK_END) && stalls <= STALLS_ALLOWED)) {
+            if (fill && emit(k, window, fill))
+                return res->status;
             return finish(res, RW_INF_TRUNCATED, 0);
-        if (got == 0 && st_avail_in(s) == before && before != 0) {
+        }
+        if (stalls && before != 0 && stalls > (blocks ? STALLS_ALLOWED : 0)) {
+            if (fill && emit(k, window, fill))
+                return res->status;
             snprintf(res->msg, sizeof(res->msg), "the inflate made no progress");
             return finish(res, RW_INF_CORRUPT, 0);
         }
@@ -289,7 +346,7 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
 
 int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t csize,
                       int deflated, uint64_t usize, uint8_t *out_buf, int out_fd,
-                      const rw_digest *digest, rw_inflate_result *res)
+                      const rw_digest *digest, rw_blocks *blocks, rw_inflate_result *res)
 {
     sink k;
     uint8_t *in = NULL, *window = NULL;
@@ -299,6 +356,10 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
     size_t in_size = csize < IN_CHUNK ? (size_t)csize + 1 : IN_CHUNK;
     size_t window_size = usize < OUT_WINDOW ? (size_t)usize + 1 : OUT_WINDOW;
     memset(res, 0, sizeof(*res));
+    if (blocks) {
+        blocks->count = 0;
+        blocks->overflow = 0;
+    }
     k.z = z;
     k.usize = usize;
     k.out_buf = out_buf;
@@ -318,7 +379,8 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
         if (st_init(&s) != 0) {
             rc = finish(res, RW_INF_NOMEM, 0);
         } else {
-            rc = inflate_stream(&s, &k, in_fd, offset, csize, in, in_size, window, window_size);
+            rc = inflate_stream(&s, &k, in_fd, offset, csize, in, in_size, window, window_size,
+                                blocks);
             st_end(&s);
         }
     }

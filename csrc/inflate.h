@@ -2,7 +2,9 @@
  * inflate: one zip member's bytes, read from the archive's descriptor and
  * inflated into a caller's buffer or written to a descriptor, in one call that
  * needs no Python (cffi releases the GIL around it), with its size bounded by
- * the declared one and its CRC-32 computed on the way.
+ * the declared one and its CRC-32 computed on the way; optionally with the ends
+ * of its deflate blocks recorded, so that a repair can reuse the blocks a patch
+ * left alone without inflating the member again.
  *
  * The inflate itself is zlib-ng's or zlib's, reached through the function
  * pointers the caller passes (the Python side finds them in the zlib_ng
@@ -44,6 +46,15 @@ typedef struct {
     void *ctx;
 } rw_digest;
 
+/* Where a deflate stream's blocks end on a byte boundary (all but the last block's end):
+   pairs[2i] is the uncompressed offset, pairs[2i + 1] the compressed one, in order. */
+typedef struct {
+    uint64_t *pairs;      /* room for 2 * capacity values */
+    size_t capacity;
+    size_t count;
+    int overflow;         /* there were more than capacity: the list is incomplete */
+} rw_blocks;
+
 typedef struct {
     int status;           /* RW_INF_* */
     int err_no;
@@ -56,12 +67,14 @@ typedef struct {
  * The member whose `csize` stored bytes start at `offset` in `in_fd`: deflated
  * (`deflated` non-zero) or stored.  Its `usize` bytes go to `out_buf` (which
  * holds `usize` bytes) when it is not NULL, else to `out_fd`, and through
- * `digest` unless it is NULL.  A stream that ends before its compressed bytes
- * do ends the member there.  Returns the status, also in res->status.
+ * `digest` unless it is NULL.  With `blocks` (not NULL) a deflated member's
+ * byte-aligned block ends are recorded there (it inflates block by block).  A
+ * stream that ends before its compressed bytes do ends the member there.
+ * Returns the status, also in res->status.
  */
 int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t csize,
                       int deflated, uint64_t usize, uint8_t *out_buf, int out_fd,
-                      const rw_digest *digest, rw_inflate_result *res);
+                      const rw_digest *digest, rw_blocks *blocks, rw_inflate_result *res);
 /* END CDEF */
 
 #endif

@@ -182,6 +182,7 @@ done
 cp "${raw_inputs[@]}" "$work/corpus/"
 cp "${recipes[@]}" "$work/corpus-gen/"
 cp "${recipes[@]}" "$work/corpus-patch/"
+cp "$root"/fuzz/seeds-inflate/* "$work/corpus-inflate/"  # deflate streams of many blocks
 
 status=0
 # Replay every committed input whole, under every build.

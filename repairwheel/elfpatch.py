@@ -10,6 +10,7 @@ table moved instead (an executable then pads, to keep it where old kernels look 
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from ._elfcore import ffi, lib
 from .errors import PatchError, ResourceError
-from .patch import PatchOps
+from .patch import PatchOps, Written
 
 _ERRLEN = 256
 _WHOLE = 1 << 20  # files up to this size are patched in memory and written back whole
@@ -36,6 +37,8 @@ class Layout:
     phdrs_moved: bool
     head_moved: bool
     padding: int
+    # (offset, length) of every byte range that may differ from the file before, growth included
+    written: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,14 @@ class BuiltinPatcher:
     batch_size: int = 256
     parallel: bool = False  # microseconds of C per file: threads would contend for the GIL
 
-    def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
+    def patch(
+        self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]
+    ) -> dict[Path, Written]:
         edits = _Edits(ops)  # converted once for the whole batch
-        for path in paths:
-            _patch_file(path, edits, names.get(path) or os.fspath(path))
+        return {
+            path: _patch_file(path, edits, names.get(path) or os.fspath(path)).written
+            for path in paths
+        }
 
 
 class _Edits:
@@ -162,6 +169,8 @@ def _writes(
             (w.offset, memoryview(ffi.buffer(w.data, w.len)))
             for w in (raw.writes[i] for i in range(raw.n_writes))
         ]
-        yield writes, layout
+        grown = ((len(data), layout.new_size - len(data)),) if layout.new_size > len(data) else ()
+        written = tuple((offset, len(chunk)) for offset, chunk in writes) + grown
+        yield writes, dataclasses.replace(layout, written=written)
     finally:
         lib.rw_patch_free(raw)

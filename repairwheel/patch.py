@@ -169,17 +169,24 @@ class PatchOps:
         )
 
 
+Written = tuple[tuple[int, int], ...]
+"""(offset, length) of each byte range a patch wrote, growth included."""
+
+
 @dataclass(frozen=True)
 class PatchReport:
     """One patched file; the sizes let callers report the growth.
 
-    ``size_before`` is the size the patcher was handed (after ``strip_first``).
+    ``size_before`` is the size the patcher was handed (after ``strip_first``); ``written``
+    the byte ranges of the file as it was staged that may have changed, where the patcher
+    says (None: anywhere, e.g. an external tool's or strip's rewrite).
     """
 
     path: Path
     display_name: str
     size_before: int
     size_after: int
+    written: Written | None = None
 
 
 class Patcher(Protocol):
@@ -193,9 +200,12 @@ class Patcher(Protocol):
     @property
     def parallel(self) -> bool: ...  # batches run on a thread pool (else in the caller)
 
-    def patch(self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]) -> None:
+    def patch(
+        self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]
+    ) -> Mapping[Path, Written] | None:
         """Apply ``ops`` to each of ``paths``; a failure is a PatchError naming the file
-        (``names`` maps each path to its name in messages)."""
+        (``names`` maps each path to its name in messages). Returns the byte ranges written
+        in each file where the patcher knows them."""
 
 
 @dataclass(frozen=True)
@@ -383,11 +393,23 @@ def _patch_batch(
             # Stripping leaves the dynamic facts alone: the result is checked like a patch's.
             before[path] = _check(path, shown[path], PatchOps().expected(before[path]), "strip")
     sizes = {path: os.path.getsize(path) for path in paths}
+    written: Mapping[Path, Written] | None = {path: () for path in paths}
     if not ops.changes_nothing:
-        patcher.patch(paths, ops, shown)
+        written = patcher.patch(paths, ops, shown)
         for path in paths:
             _check(path, shown[path], ops.expected(before[path]), patcher.name)
-    return [PatchReport(path, shown[path], sizes[path], os.path.getsize(path)) for path in paths]
+    if stripping is not None:
+        written = None  # strip rewrote every file
+    return [
+        PatchReport(
+            path,
+            shown[path],
+            sizes[path],
+            os.path.getsize(path),
+            None if written is None else written.get(path),
+        )
+        for path in paths
+    ]
 
 
 def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> ElfFile:

@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit import analyze_wheel
+from .audit import WheelReport, analyze_wheel
 from .debuginfo import publish
 from .errors import NotPlatformWheelError, ResourceError
-from .patch import PatchReport, apply_patches, choose_strip_level, get_patcher
+from .patch import PatchReport, Written, apply_patches, choose_strip_level, get_patcher
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
 from .providers import ProvidedLibrary
@@ -34,8 +34,10 @@ from .wheel import (
     WheelWriter,
     find_runs,
     replace_platform_tags,
+    runs_around,
     streams,
 )
+from .wheel.inflate import Blocks
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +185,9 @@ def repair_wheel(
         _make_out_dir(out)
         target = out / str(filename)
         try:
-            stripped = level is not None  # no stripped member reuses old deflate blocks
-            _write(archive, target, plan, staged.files, wheel_text, compression_level, stripped)
+            # no stripped member reuses old deflate blocks
+            known = {} if level is not None else _known_changes(report, staged.files, patched)
+            _write(archive, target, plan, staged.files, wheel_text, compression_level, known)
         except OSError as exc:
             reason = f"cannot write: {exc.strerror or exc}"
             raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
@@ -223,13 +226,37 @@ def _streams(path: Path) -> bool:
     return streams(os.path.getsize(path))
 
 
-def _reuse(archive: WheelArchive, name: str, patched: Path) -> Reuse | None:
+_Changes = tuple[Blocks, Written] | None
+"""What is known of how a patched member changed: its old stream's block ends and the byte
+ranges its patch wrote; None when its blocks must be found by inflating it again."""
+
+
+def _known_changes(
+    report: WheelReport, files: dict[str, Path], patched: Sequence[PatchReport]
+) -> dict[str, _Changes]:
+    """Every patched member's :data:`_Changes` (the members whose old blocks may be reused)."""
+    written = {r.path: r.written for r in patched}
+    blocks = {m.path: m.spill_blocks for m in report.members}
+    known: dict[str, _Changes] = {}
+    for name, file in files.items():
+        if file in written:
+            ends, ranges = blocks.get(name), written[file]
+            known[name] = None if ends is None or ranges is None else (ends, ranges)
+    return known
+
+
+def _reuse(archive: WheelArchive, name: str, patched: Path, changes: _Changes) -> Reuse | None:
     """The runs of member ``name``'s deflate stream that its patched copy can keep."""
     old = archive.deflate_stream(name)
     if old is None:
         return None
-    with mapped(patched) as data:
-        runs = find_runs(old, data)
+    if changes is not None:
+        blocks, written = changes
+        old_size = archive.member(name).file_size
+        runs = runs_around(blocks, written, old_size, os.path.getsize(patched))
+    else:
+        with mapped(patched) as data:
+            runs = find_runs(old, data)
     return Reuse(old, runs) if runs else None
 
 
@@ -283,13 +310,13 @@ def _write(
     changed: dict[str, Path],
     wheel_text: bytes | None,
     level: int,
-    stripped: bool,
+    reusable: dict[str, _Changes],
 ) -> None:
-    """Write the repaired wheel: staged files deflated, the rest copied. A big patched member
-    keeps the old deflate blocks its patch left alone (unless everything was stripped): they
-    are found on a thread of their own while the members before it are copied."""
-    patched = set() if stripped else {p.member for p in plan.patches}
-    big = [m.name for m in archive.members if m.name in patched and _streams(changed[m.name])]
+    """Write the repaired wheel: staged files deflated, the rest copied. A big ``reusable``
+    member keeps the old deflate blocks its patch left alone: they are found on a thread of
+    their own (from what is known of its changes, else by inflating it again) while the
+    members before it are copied."""
+    big = [m.name for m in archive.members if m.name in reusable and _streams(changed[m.name])]
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
     launchers = {p.member: shim for p in plan.patches if (shim := p.launcher) is not None}
     wheel_path = f"{archive.dist_info}/WHEEL"
@@ -299,7 +326,9 @@ def _write(
         Progress(f"writing {target.name}", total) as progress,
         WheelWriter(target, archive.dist_info) as writer,
     ):
-        reusing = {name: scans.submit(_reuse, archive, name, changed[name]) for name in big}
+        reusing = {
+            name: scans.submit(_reuse, archive, name, changed[name], reusable[name]) for name in big
+        }
         for member in archive.members:
             progress.advance(member.compress_size)
             name = member.name

@@ -22,6 +22,7 @@ from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
 from .errors import RepairwheelError, ResourceError
 from .progress import Progress
 from .wheel import WheelArchive
+from .wheel.inflate import Blocks
 
 SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped file kept for the repair
 MEMORY_FILE_SIZE = 4 << 20  # without a repair, members above this go to a memory file
@@ -53,6 +54,7 @@ class ElfMember:
     # undefined Py*/_Py* names (weak ones too): what the file takes from the interpreter
     python_imports: frozenset[str] = frozenset()
     spilled: str | None = None  # a kept temp file holding the member's bytes, if any
+    spill_blocks: Blocks | None = None  # where the member's deflate blocks end, if spilled
 
     @property
     def is_extension(self) -> bool:
@@ -125,9 +127,10 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
         return facts_from_symbols(name, elf, symbols)
     # A big member is inflated into a file that is mapped: the parser touches only the pages
     # holding headers and dynamic tables, so memory stays small whatever the member's size.
-    # With ``spill_dir`` the file is kept there, so a repair patching it need not inflate it
-    # again; without, it is an anonymous memory file unless TMPDIR is set (a disk file's
-    # writes can cost more than the inflate), gone once parsed.
+    # With ``spill_dir`` the file is kept there, with where its deflate blocks end, so a
+    # repair patching it need not inflate it again; without, it is an anonymous memory file
+    # unless TMPDIR is set (a disk file's writes can cost more than the inflate), gone once
+    # parsed.
     if spill_dir is None:
         return _parse_unkept(archive, name, label)
     try:
@@ -137,14 +140,15 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
     os.close(fd)
     try:
         try:
-            archive.extract_to(name, spilled)
+            blocks = archive.extract_to(name, spilled, blocks=True)
         except OSError as exc:
             raise _spill_error(label, spilled, exc) from None
         elf, symbols = read_elf_and_symbols(spilled, name=label)
     except BaseException:
         os.unlink(spilled)
         raise
-    return replace(facts_from_symbols(name, elf, symbols), spilled=spilled)
+    facts = facts_from_symbols(name, elf, symbols)
+    return replace(facts, spilled=spilled, spill_blocks=blocks)
 
 
 def _parse_unkept(archive: WheelArchive, name: str, label: str) -> ElfMember:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import struct
 import zipfile
 import zlib
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from repairwheel.errors import WheelError
-from repairwheel.wheel import inflate
+from repairwheel.wheel import inflate, reuse
 from repairwheel.wheel.zipread import ZipReader
 
 ENGINES = {"zlib-ng": inflate._zlib_ng, "zlib": inflate._system_zlib}
@@ -41,17 +42,31 @@ def engine(request: pytest.FixtureRequest) -> inflate.Inflater:
 
 
 def inflate_both(
-    engine: inflate.Inflater, tmp_path: Path, stream: bytes, usize: int, deflated: bool = True
+    engine: inflate.Inflater,
+    tmp_path: Path,
+    stream: bytes,
+    usize: int,
+    deflated: bool = True,
+    blocks: bool = False,
 ) -> tuple[inflate.Inflated, bytes, inflate.Inflated, bytes]:
     """The member inflated into a buffer and written to a file, with sha256 on the way."""
     fd, offset = file_with(tmp_path, stream)
     out_path = tmp_path / "out"
     try:
         buf = bytearray(usize)
-        in_buffer = engine.member(fd, offset, len(stream), deflated, usize, buf, sha256=True)
+        in_buffer = engine.member(
+            fd, offset, len(stream), deflated, usize, buf, sha256=True, blocks=blocks
+        )
         with open(out_path, "w+b") as out:
             to_fd = engine.member(
-                fd, offset, len(stream), deflated, usize, out_fd=out.fileno(), sha256=True
+                fd,
+                offset,
+                len(stream),
+                deflated,
+                usize,
+                out_fd=out.fileno(),
+                sha256=True,
+                blocks=blocks,
             )
     finally:
         os.close(fd)
@@ -82,6 +97,75 @@ def test_good_streams_match_zlib(
         assert got == data
         assert done.crc == zlib.crc32(data)
         assert done.sha256 == hashlib.sha256(data).digest()
+
+
+def flushed_stream(data: bytes, level: int, cuts: list[int], full: bool) -> bytes:
+    """``data`` deflated with a sync (or full) flush at each cut: byte-aligned block ends,
+    empty blocks where two cuts meet."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    mode = zlib.Z_FULL_FLUSH if full else zlib.Z_SYNC_FLUSH
+    out, start = [], 0
+    for cut in sorted(min(c, len(data)) for c in cuts):
+        out += [compressor.compress(data[start:cut]), compressor.flush(mode)]
+        start = cut
+    return b"".join([*out, compressor.compress(data[start:]), compressor.flush()])
+
+
+def words(size: int, seed: int) -> bytes:
+    """Machine-code-like bytes, which zlib writes as many blocks of a few dozen KB."""
+    rng = random.Random(seed)
+    vocabulary = [rng.randbytes(rng.randrange(2, 12)) for _ in range(2000)]
+    out = bytearray()
+    while len(out) < size:
+        out += b"".join(rng.choices(vocabulary, k=2048))
+    return bytes(out[:size])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    size=st.sampled_from([0, 1, 5000, 70_000, 400_000, 3 << 20]),
+    seed=st.integers(0, 1000),
+    level=st.integers(1, 9),
+    cuts=st.lists(st.integers(0, 3 << 20), max_size=6),
+    full=st.booleans(),
+)
+def test_recorded_block_ends_are_those_the_reuse_scan_finds(
+    engine: inflate.Inflater,
+    tmp_path: Path,
+    size: int,
+    seed: int,
+    level: int,
+    cuts: list[int],
+    full: bool,
+) -> None:
+    """Recording block ends changes nothing else, and finds the boundaries reuse's Z_BLOCK
+    scan (through ctypes) finds, in both output modes."""
+    data = words(size, seed)
+    stream = flushed_stream(data, level, cuts, full)
+    in_buffer, got_buffer, to_fd, got_fd = inflate_both(
+        engine, tmp_path, stream, len(data), blocks=True
+    )
+    scan = reuse._scan(reuse.OldStream(len(stream), lambda a, b: iter((stream[a:b],))), data)
+    assert scan is not None
+    for done, got in ((in_buffer, got_buffer), (to_fd, got_fd)):
+        assert (done.status, got, done.crc) == (inflate.OK, data, zlib.crc32(data))
+        assert done.sha256 == hashlib.sha256(data).digest()
+        assert done.blocks == tuple(scan[0])
+
+
+def test_block_ends_past_the_room_are_none_and_stored_members_have_none(
+    engine: inflate.Inflater, tmp_path: Path
+) -> None:
+    data = words(6000, 1)
+    stream = flushed_stream(data, 6, list(range(0, 6000, 3)), False)  # an end every 3 bytes
+    assert len(stream) // inflate.BLOCK_SPAN + 16 < 2000
+    done, got, to_fd, got_fd = inflate_both(engine, tmp_path, stream, len(data), blocks=True)
+    assert (done.status, got, done.blocks) == (inflate.OK, data, None)
+    assert (to_fd.status, got_fd, to_fd.blocks) == (inflate.OK, data, None)
+    done, got, _, _ = inflate_both(engine, tmp_path, data, len(data), deflated=False, blocks=True)
+    assert (done.status, got, done.blocks) == (inflate.OK, data, None)
 
 
 def test_a_big_member_crosses_every_buffer(engine: inflate.Inflater, tmp_path: Path) -> None:

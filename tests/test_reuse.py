@@ -7,6 +7,7 @@ repair of an extension of 12 MB is loaded with its library hidden.
 
 from __future__ import annotations
 
+import os
 import random
 import zipfile
 import zlib
@@ -26,7 +27,7 @@ from wheelbuild import (
 )
 
 from repairwheel import repair_wheel
-from repairwheel.wheel import WheelArchive, WheelWriter, reuse, zipwrite
+from repairwheel.wheel import WheelArchive, WheelWriter, inflate, reuse, zipwrite
 from repairwheel.wheel.reuse import WINDOW, OldStream, Reuse, Run, find_runs
 
 _DIST = "demo-1.0.dist-info"
@@ -235,5 +236,97 @@ def test_a_repaired_big_extension_keeps_its_blocks_and_loads(
     assert size < before + 4096  # the old blocks, plus the patched regions
     code = "import demo._big as m; print(m.value())"
     proc, control = run_without_originals(Path(reused.output), built, code, tmp_path)
+    assert (proc.returncode, proc.stdout.strip()) == (0, str(built.expected_value("demo._big")))
+    assert control.returncode != 0
+
+
+def _recorded_blocks(stream: bytes, size: int, tmp_path: Path) -> tuple[tuple[int, int], ...]:
+    """The block ends the C core's inflate records for ``stream`` (as the audit's spill does)."""
+    engine = inflate.inflater()
+    if engine is None:
+        pytest.skip("no C inflate here")
+    path = tmp_path / "stream"
+    path.write_bytes(stream)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = engine.member(fd, 0, len(stream), True, size, bytearray(size), blocks=True)
+    finally:
+        os.close(fd)
+    assert done.status == inflate.OK and done.blocks is not None
+    return done.blocks
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, (6 << 20) - 1), st.integers(0, 5000), st.integers(0, 255)),
+        max_size=6,
+    ),
+    tail=st.integers(0, 200_000),
+)
+def test_runs_around_the_written_ranges_give_a_stream_of_the_new_bytes(
+    original: tuple[bytes, bytes],
+    tmp_path_factory: pytest.TempPathFactory,
+    edits: list[tuple[int, int, int]],
+    tail: int,
+) -> None:
+    """With the recorded block ends and the ranges a patch wrote (some bytes rewritten with
+    what they were), the runs are safe, decode to the new bytes, and keep at least what
+    inflating the old stream again finds."""
+    old, stream = original
+    blocks = _recorded_blocks(stream, len(old), tmp_path_factory.mktemp("blocks"))
+    new = bytearray(old)
+    written = []
+    for at, size, value in edits:
+        new[at : at + size] = bytes([value]) * len(new[at : at + size])
+        written.append((at, size))
+    if tail:
+        written.append((len(new), tail))
+        new += _text(tail, seed=tail)
+    new = bytes(new)
+    runs = reuse.runs_around(blocks, written, len(old), len(new))
+    _check_runs(old, new, stream, runs)
+    assert zlib.decompress(_assemble(new, stream, runs), -zlib.MAX_WBITS) == new
+    kept = sum(run.end - run.start for run in runs)
+    assert kept >= sum(run.end - run.start for run in find_runs(_old(stream), new))
+
+
+def test_a_spilled_extension_reuses_blocks_without_a_second_inflate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An extension over the spill size: the audit's inflate records its block ends, the
+    built-in patcher says what it wrote, and the repair keeps the old blocks from those
+    alone; the member is the one a repair that inflates it again writes, and it loads."""
+    from repairwheel.scan import SPILL_SIZE
+
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(_text(SPILL_SIZE + (8 << 20), seed=5))
+    prelude = f'__asm__(".section .rodata\\n.incbin \\"{payload}\\"\\n.previous");'
+    spec = WheelSpec(
+        libraries=(_BLOB,), extensions=(Extension("demo._big", ("blob",), prelude=prelude),)
+    )
+    built = build_wheel(spec, tmp_path / "build")
+    member = spec.extensions[0].member
+    scans = []
+    scan = reuse._scan
+
+    def counted(old: OldStream, new: object) -> object:
+        scans.append(old.size)
+        return scan(old, new)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reuse, "_scan", counted)
+    known = repair_wheel(built.path, tmp_path / "known", ldpaths=str(built.lib_dir))
+    assert scans == []
+    monkeypatch.setattr(inflate, "BLOCK_SPAN", 1 << 40)  # no room: the ends are not known
+    scanned = repair_wheel(built.path, tmp_path / "scanned", ldpaths=str(built.lib_dir))
+    assert len(scans) == 1
+    with WheelArchive(known.output) as a, WheelArchive(scanned.output) as b:
+        assert a.read(member) == b.read(member)
+        sizes = a.member(member).compress_size, b.member(member).compress_size
+    with WheelArchive(built.path) as wheel:
+        before = wheel.member(member).compress_size
+    assert sizes[0] <= sizes[1] < before + 4096
+    code = "import demo._big as m; print(m.value())"
+    proc, control = run_without_originals(Path(known.output), built, code, tmp_path)
     assert (proc.returncode, proc.stdout.strip()) == (0, str(built.expected_value("demo._big")))
     assert control.returncode != 0

@@ -11,7 +11,7 @@ under its final name only once it is complete. :mod:`.names` handles file names 
 from .archive import WheelArchive, WheelMetadata
 from .names import WheelFilename, platlib_wheel_text, replace_platform_tags, wheel_filename
 from .records import RecordHash, RecordMismatch, RecordRow, record_hash
-from .reuse import Reuse, find_runs
+from .reuse import Reuse, find_runs, runs_around
 from .writer import WheelWriter, source_date_epoch
 from .zipread import Member, RawEntry
 from .zipwrite import streams
@@ -28,6 +28,7 @@ __all__ = [
     "WheelMetadata",
     "WheelWriter",
     "find_runs",
+    "runs_around",
     "platlib_wheel_text",
     "record_hash",
     "replace_platform_tags",

@@ -19,6 +19,7 @@ from typing import Callable
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from .inflate import Blocks
 from .names import WheelFilename
 from .records import (
     RecordHash,
@@ -87,24 +88,28 @@ class WheelArchive(ZipReader):
         big to hold in memory."""
         return self._read(name, hash_it=self.hash_reads)
 
-    def extract_to(self, name: str, file: StrPath) -> None:
-        """Write the member's contents to ``file`` (created or truncated) without holding it.
-        An OSError writing ``file`` is the caller's to explain (it knows what the file is for:
-        a spill, a staged member); reading the wheel fails as WheelError or ResourceError."""
+    def extract_to(self, name: str, file: StrPath, blocks: bool = False) -> Blocks | None:
+        """Write the member's contents to ``file`` (created or truncated) without holding it;
+        with ``blocks``, the ends of its deflate blocks are returned where they were found
+        (:data:`.inflate.Blocks`). An OSError writing ``file`` is the caller's to explain (it
+        knows what the file is for: a spill, a staged member); reading the wheel fails as
+        WheelError or ResourceError."""
         with open(file, "w+b") as out:  # readable too: the bytes are hashed from the page cache
-            self.extract_fd(name, out.fileno())
+            return self.extract_fd(name, out.fileno(), blocks)
 
-    def extract_fd(self, name: str, fd: int) -> None:
+    def extract_fd(self, name: str, fd: int, blocks: bool = False) -> Blocks | None:
         """Write the member's contents to ``fd`` (open for reading and writing, empty), as
         :meth:`extract_to` does."""
-        done = self.inflate_whole(name, out_fd=fd, sha256=self._hash_on_the_way(name))
+        sha256 = self._hash_on_the_way(name)
+        done = self.inflate_whole(name, out_fd=fd, sha256=sha256, blocks=blocks)
         if done is not None:
             if self.hash_reads:
                 self._hash_result(name, done.sha256, lambda: self._written(name, fd))
-            return
+            return done.blocks
         with open(fd, "wb", closefd=False) as out:
             for piece in self.stream(name):
                 out.write(piece)
+        return None
 
     def read(self, name: str) -> bytearray:
         """The member's contents, checked against its declared size and CRC.

@@ -47,6 +47,12 @@ class Inflated:
     err_no: int
     message: str
     sha256: bytes | None  # the digest of the bytes, when it was asked for and could be had
+    blocks: Blocks | None = None  # with ``blocks``: where its blocks end (None: not all known)
+
+
+Blocks = tuple[tuple[int, int], ...]
+"""A deflate stream's byte-aligned block ends as (uncompressed, compressed) offsets, in order,
+from (0, 0); the last block's end is not one."""
 
 
 @dataclass(frozen=True)
@@ -67,24 +73,45 @@ class Inflater:
         out: bytearray | None = None,
         out_fd: int = -1,
         sha256: bool = False,
+        blocks: bool = False,
     ) -> Inflated:
         """The member whose ``csize`` bytes start at ``offset`` in ``fd``, into ``out`` (of
         ``usize`` bytes) or else written to ``out_fd``; with ``sha256``, hashed on the way
-        where OpenSSL can be called (else ``Inflated.sha256`` is None)."""
+        where OpenSSL can be called (else ``Inflated.sha256`` is None); with ``blocks``, a
+        deflated member's block ends recorded (:data:`Blocks`; None when there are more than
+        one per BLOCK_SPAN compressed bytes, which no real deflater writes)."""
         res = ffi.new("rw_inflate_result *")
         buf = ffi.NULL if out is None else ffi.from_buffer("uint8_t[]", out)
+        ends, _pairs = _block_room(csize) if blocks and deflated else (ffi.NULL, None)
         digest = _Sha256.start() if sha256 else None
         try:
             where = ffi.NULL if digest is None else digest.struct
             lib.rw_inflate_member(
-                self.struct, fd, offset, csize, int(deflated), usize, buf, out_fd, where, res
+                self.struct, fd, offset, csize, int(deflated), usize, buf, out_fd, where, ends, res
             )
             value = None if digest is None else digest.value()
         finally:
             if digest is not None:
                 digest.close()
         message = ffi.string(res.msg).decode("utf-8", "replace")
-        return Inflated(res.status, res.produced, res.crc, res.err_no, message, value)
+        found = None
+        if ends != ffi.NULL and not ends.overflow:
+            pairs = ffi.unpack(ends.pairs, 2 * ends.count)
+            found = ((0, 0), *zip(pairs[::2], pairs[1::2]))
+        return Inflated(res.status, res.produced, res.crc, res.err_no, message, value, found)
+
+
+BLOCK_SPAN = 256  # compressed bytes per recorded block end that the room is made for
+
+
+def _block_room(csize: int) -> tuple[Any, Any]:
+    """An empty ``rw_blocks`` for a stream of ``csize`` bytes, and the array it points to
+    (which the caller keeps alive)."""
+    capacity = csize // BLOCK_SPAN + 16
+    ends = ffi.new("rw_blocks *")
+    pairs = ffi.new("uint64_t[]", 2 * capacity)
+    ends.pairs, ends.capacity = pairs, capacity
+    return ends, pairs
 
 
 class _Sha256:

@@ -6,9 +6,13 @@ where the new file equals the old one from 32 KiB before the run to its end. Run
 at block boundaries that fall on a byte boundary (zlib's ``Z_BLOCK`` stops say where the
 boundaries are; about one in eight is byte-aligned), and the compressed pieces between runs end
 on a sync flush, so every joint is byte-aligned and reused bytes are copied without shifting.
-The last block (it carries the end-of-stream bit) is never reused. Boundaries and the comparison
-with the new bytes come from one inflate of the old stream, through ctypes because Python's
-zlib modules cannot stop at block ends: with zlib-ng (the inflate the ``zlib_ng`` package
+The last block (it carries the end-of-stream bit) is never reused.
+
+Where the audit spilled the member, its inflate recorded the boundaries, and where the built-in
+patcher patched it, the patcher says which bytes it wrote (:func:`runs_around`): nothing is
+inflated again. Otherwise (:func:`find_runs`) boundaries and the comparison with the new bytes
+come from one inflate of the old stream, through ctypes because Python's zlib modules cannot
+stop at block ends: with zlib-ng (the inflate the ``zlib_ng`` package
 carries, twice as fast) or else the system's zlib; where neither can be called, nothing is
 reused and the member is compressed whole, as before.
 """
@@ -21,7 +25,7 @@ import ctypes.util
 import functools
 import logging
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -169,6 +173,27 @@ def find_runs(old: OldStream, new: Bytes) -> tuple[Run, ...]:
     return _runs(boundaries, changed, min(old_size, len(new)))
 
 
+def runs_around(
+    blocks: Sequence[tuple[int, int]],
+    written: Sequence[tuple[int, int]],
+    old_size: int,
+    new_size: int,
+) -> tuple[Run, ...]:
+    """The runs a new file can reuse when it is the old one with only the ``written`` ranges
+    (offset, length) changed, from the old stream's byte-aligned block ``blocks`` (as
+    :func:`.inflate.Inflater.member` records them, from (0, 0)): what :func:`find_runs`
+    finds, or fewer where a write kept some bytes, without inflating the stream again."""
+    changed: list[int] = []
+    for offset, length in sorted(written):
+        if length <= 0:
+            continue
+        if changed and changed[-1] >= offset:
+            changed[-1] = max(changed[-1], offset + length)
+        else:
+            changed += [offset, offset + length]
+    return _runs(blocks, changed, min(old_size, new_size))
+
+
 def _scan(old: OldStream, new: Bytes) -> tuple[list[tuple[int, int]], list[int], int] | None:
     """Inflate ``old`` once: its byte-aligned block boundaries as (uncompressed, compressed)
     offsets, the sorted bounds [lo0, hi0, lo1, hi1, ...] of where it differs from ``new``
@@ -264,7 +289,7 @@ def _first_difference(old: bytes, new: Bytes, position: int) -> int:
     return lo
 
 
-def _runs(boundaries: list[tuple[int, int]], changed: list[int], size: int) -> tuple[Run, ...]:
+def _runs(boundaries: Sequence[tuple[int, int]], changed: list[int], size: int) -> tuple[Run, ...]:
     """The longest run in each unchanged gap of the first ``size`` bytes: from the first
     boundary at least WINDOW past the change before it (or at the start of the file) to the
     last boundary before the next change."""

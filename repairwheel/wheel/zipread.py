@@ -188,13 +188,18 @@ class ZipReader:
         return self._contents(self._info(name), raw_chunk, out_chunk)
 
     def inflate_whole(
-        self, name: str, out: bytearray | None = None, out_fd: int = -1, sha256: bool = False
+        self,
+        name: str,
+        out: bytearray | None = None,
+        out_fd: int = -1,
+        sha256: bool = False,
+        blocks: bool = False,
     ) -> inflate.Inflated | None:
         """Put the member's bytes in ``out`` (exactly its size) or else write them to
         ``out_fd``, checked as :meth:`contents` checks them (and with ``sha256`` hashed where
-        OpenSSL can be called), in one call of the C core that holds no GIL. None, with
-        nothing done, where the C inflate cannot be loaded; an OSError writing ``out_fd`` is
-        the caller's to explain."""
+        OpenSSL can be called, with ``blocks`` its deflate blocks' ends recorded), in one call
+        of the C core that holds no GIL. None, with nothing done, where the C inflate cannot
+        be loaded; an OSError writing ``out_fd`` is the caller's to explain."""
         engine = inflate.inflater()
         if engine is None:
             return None
@@ -202,7 +207,15 @@ class ZipReader:
         deflated = info.compress_type == zipfile.ZIP_DEFLATED
         offset = self._data_offset(info)
         done = engine.member(
-            self._fd, offset, info.compress_size, deflated, info.file_size, out, out_fd, sha256
+            self._fd,
+            offset,
+            info.compress_size,
+            deflated,
+            info.file_size,
+            out,
+            out_fd,
+            sha256,
+            blocks,
         )
         if done.status == inflate.OK and done.crc == info.CRC:
             return done
