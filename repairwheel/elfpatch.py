@@ -10,7 +10,6 @@ table moved instead (an executable then pads, to keep it where old kernels look 
 
 from __future__ import annotations
 
-import dataclasses
 import mmap
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -157,20 +156,19 @@ def _writes(
         raise PatchError(f"{label}: cannot patch: {ffi.string(err).decode('utf-8', 'replace')}")
     raw = out[0]
     try:
+        spans = [(w.offset, w.data, w.len) for w in (raw.writes[i] for i in range(raw.n_writes))]
+        new_size = raw.new_size
+        grown = ((len(data), new_size - len(data)),) if new_size > len(data) else ()
         layout = Layout(
-            new_size=raw.new_size,
+            new_size=new_size,
             strtab_moved=bool(raw.strtab_moved),
             dynamic_moved=bool(raw.dynamic_moved),
             phdrs_moved=bool(raw.phdrs_moved),
             head_moved=bool(raw.head_moved),
             padding=raw.padding,
+            written=tuple((offset, length) for offset, _, length in spans) + grown,
         )
-        writes = [
-            (w.offset, memoryview(ffi.buffer(w.data, w.len)))
-            for w in (raw.writes[i] for i in range(raw.n_writes))
-        ]
-        grown = ((len(data), layout.new_size - len(data)),) if layout.new_size > len(data) else ()
-        written = tuple((offset, len(chunk)) for offset, chunk in writes) + grown
-        yield writes, dataclasses.replace(layout, written=written)
+        writes = [(offset, memoryview(ffi.buffer(p, length))) for offset, p, length in spans]
+        yield writes, layout
     finally:
         lib.rw_patch_free(raw)
