@@ -321,6 +321,7 @@ def decide(
     in_wheel = {posixpath.basename(m.path): m.path for m in all_members}
     in_wheel.update({m.elf.soname: m.path for m in all_members if m.elf.soname})
     checks: list[PolicyCheck] = []
+    grafts: dict[tuple[str, str, str | None], Blocker] = {}
     sym_best: Policy = linux
     sym_versions = _versions_of(wheel_sources, shipped)
     for policy in candidates:
@@ -339,7 +340,14 @@ def decide(
         other_blockers = [*isa_blockers.get(policy.name, ()), *abi_blockers]
         checks.append(
             _check(
-                policy, arch, reach[policy.name], roots, in_wheel, symbol_blockers, other_blockers
+                policy,
+                arch,
+                reach[policy.name],
+                roots,
+                in_wheel,
+                symbol_blockers,
+                other_blockers,
+                grafts,
             )
         )
 
@@ -381,9 +389,12 @@ def _check(
     in_wheel: Mapping[str, str],
     symbol_blockers: list[Blocker],
     other_blockers: list[Blocker],
+    grafts: dict[tuple[str, str, str | None], Blocker],
 ) -> PolicyCheck:
     """One policy's outcome. ``other_blockers`` (ISA, interpreter ABI) come last, after the
-    symbol versions, the blacklist and the missing libraries."""
+    symbol versions, the blacklist and the missing libraries. ``grafts`` holds the
+    would-be-grafted entries made so far, shared by every policy's check (10000 extensions
+    linking two libraries under 16 policies would otherwise hold 320000 of them)."""
     external, needers = reach.external, reach.needers
     level = policy.api_level
     too_new: dict[str, str] = {}  # Android: soname -> why this API level cannot have it
@@ -421,7 +432,7 @@ def _check(
         *other_blockers,
     ]
     grafted = [
-        Blocker(BlockerKind.EXTERNAL_LIBRARY, file, name, dep.path)
+        _graft(grafts, file, name, dep.path)
         for name, dep in sorted(external.items())
         if not dep.missing and name not in too_new
         for file in needers[name]
@@ -433,6 +444,16 @@ def _check(
         tuple(blockers),
         tuple(grafted + blockers),
     )
+
+
+def _graft(
+    grafts: dict[tuple[str, str, str | None], Blocker], file: str, name: str, path: str | None
+) -> Blocker:
+    key = (file, name, path)
+    found = grafts.get(key)
+    if found is None:
+        found = grafts[key] = Blocker(BlockerKind.EXTERNAL_LIBRARY, file, name, path)
+    return found
 
 
 def _versions_of(
