@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import struct
 import zipfile
 import zlib
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from payloads import machine_code_like
 
 from repairwheel.errors import WheelError
 from repairwheel.wheel import inflate, reuse
@@ -111,16 +111,6 @@ def flushed_stream(data: bytes, level: int, cuts: list[int], full: bool) -> byte
     return b"".join([*out, compressor.compress(data[start:]), compressor.flush()])
 
 
-def words(size: int, seed: int) -> bytes:
-    """Machine-code-like bytes, which zlib writes as many blocks of a few dozen KB."""
-    rng = random.Random(seed)
-    vocabulary = [rng.randbytes(rng.randrange(2, 12)) for _ in range(2000)]
-    out = bytearray()
-    while len(out) < size:
-        out += b"".join(rng.choices(vocabulary, k=2048))
-    return bytes(out[:size])
-
-
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -142,7 +132,7 @@ def test_recorded_block_ends_are_those_the_reuse_scan_finds(
 ) -> None:
     """Recording block ends changes nothing else, and finds the boundaries reuse's Z_BLOCK
     scan (through ctypes) finds, in both output modes."""
-    data = words(size, seed)
+    data = machine_code_like(size, seed)
     stream = flushed_stream(data, level, cuts, full)
     in_buffer, got_buffer, to_fd, got_fd = inflate_both(
         engine, tmp_path, stream, len(data), blocks=True
@@ -158,7 +148,7 @@ def test_recorded_block_ends_are_those_the_reuse_scan_finds(
 def test_block_ends_past_the_room_are_none_and_stored_members_have_none(
     engine: inflate.Inflater, tmp_path: Path
 ) -> None:
-    data = words(6000, 1)
+    data = machine_code_like(6000, 1)
     stream = flushed_stream(data, 6, list(range(0, 6000, 3)), False)  # an end every 3 bytes
     assert len(stream) // inflate.BLOCK_SPAN + 16 < 2000
     done, got, to_fd, got_fd = inflate_both(engine, tmp_path, stream, len(data), blocks=True)

@@ -8,7 +8,6 @@ repair of an extension of 12 MB is loaded with its library hidden.
 from __future__ import annotations
 
 import os
-import random
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from payloads import machine_code_like
 from wheelbuild import (
     BuiltWheel,
     Extension,
@@ -32,17 +32,6 @@ from repairwheel.wheel.reuse import WINDOW, OldStream, Reuse, Run, find_runs
 
 _DIST = "demo-1.0.dist-info"
 _NAME = "demo-1.0-py3-none-linux_x86_64.whl"
-
-
-def _text(size: int, seed: int) -> bytes:
-    """Machine-code-like data: random words from a small vocabulary, so that zlib makes many
-    blocks of a few dozen KB, as it does for a shared library."""
-    rng = random.Random(seed)
-    words = [rng.randbytes(rng.randrange(2, 12)) for _ in range(3000)]
-    out = bytearray()
-    while len(out) < size:
-        out += b"".join(rng.choices(words, k=4096))
-    return bytes(out[:size])
 
 
 def _stream(data: bytes, level: int = 6) -> bytes:
@@ -80,7 +69,7 @@ def _check_runs(old: bytes, new: bytes, stream: bytes, runs: tuple[Run, ...]) ->
 
 @pytest.fixture(scope="module")
 def original() -> tuple[bytes, bytes]:
-    data = _text(6 << 20, seed=1)
+    data = machine_code_like(6 << 20, seed=1)
     return data, _stream(data)
 
 
@@ -89,7 +78,7 @@ def test_a_few_patched_bytes_keep_almost_every_old_block(original: tuple[bytes, 
     new = bytearray(old)
     new[64:80] = b"\x01" * 16  # a header
     new[3_000_000:3_000_200] = bytes(200)  # a dynamic table
-    new += _text(300_000, seed=2)  # a new segment at the end
+    new += machine_code_like(300_000, seed=2)  # a new segment at the end
     new = bytes(new)
     runs = find_runs(_old(stream), new)
     _check_runs(old, new, stream, runs)
@@ -117,7 +106,7 @@ def test_any_edit_gives_a_stream_of_the_new_bytes(
     new = bytearray(old)
     for at, size, value in edits:
         new[at : at + size] = bytes([value]) * len(new[at : at + size])
-    new = new[: len(new) + tail] if tail < 0 else new + _text(tail, seed=tail)
+    new = new[: len(new) + tail] if tail < 0 else new + machine_code_like(tail, seed=tail)
     new = bytes(new)
     runs = find_runs(_old(stream), new)
     _check_runs(old, new, stream, runs)
@@ -132,7 +121,7 @@ def test_unchanged_bytes_reuse_all_but_the_last_block(original: tuple[bytes, byt
 
 
 def test_stored_blocks_are_reused_too() -> None:
-    old = _text(1 << 20, seed=3)
+    old = machine_code_like(1 << 20, seed=3)
     stream = _stream(old, level=0)
     new = old[:500_000] + b"patched" + old[500_007:]
     runs = find_runs(_old(stream), new)
@@ -212,7 +201,7 @@ def big_extension(tmp_path_factory: pytest.TempPathFactory) -> BuiltWheel:
     links a library that must be grafted."""
     work = tmp_path_factory.mktemp("big")
     payload = work / "payload.bin"
-    payload.write_bytes(_text(12 << 20, seed=4))
+    payload.write_bytes(machine_code_like(12 << 20, seed=4))
     prelude = f'__asm__(".section .rodata\\n.incbin \\"{payload}\\"\\n.previous");'
     spec = WheelSpec(
         libraries=(_BLOB,), extensions=(Extension("demo._big", ("blob",), prelude=prelude),)
@@ -282,7 +271,7 @@ def test_runs_around_the_written_ranges_give_a_stream_of_the_new_bytes(
         written.append((at, size))
     if tail:
         written.append((len(new), tail))
-        new += _text(tail, seed=tail)
+        new += machine_code_like(tail, seed=tail)
     new = bytes(new)
     runs = reuse.runs_around(blocks, written, len(old), len(new))
     _check_runs(old, new, stream, runs)
@@ -300,7 +289,7 @@ def test_a_spilled_extension_reuses_blocks_without_a_second_inflate(
     from repairwheel.scan import SPILL_SIZE
 
     payload = tmp_path / "payload.bin"
-    payload.write_bytes(_text(SPILL_SIZE + (8 << 20), seed=5))
+    payload.write_bytes(machine_code_like(SPILL_SIZE + (8 << 20), seed=5))
     prelude = f'__asm__(".section .rodata\\n.incbin \\"{payload}\\"\\n.previous");'
     spec = WheelSpec(
         libraries=(_BLOB,), extensions=(Extension("demo._big", ("blob",), prelude=prelude),)
