@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .zipread import Bytes
+    from .zipread import Bytes, RawCopy
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class OldStream:
 
     size: int
     read: Callable[[int, int], Iterator[bytes]]
-    copy: Callable[[int, int, int, int], bool] | None = None
+    copy: RawCopy | None = None
 
 
 @dataclass(frozen=True)
@@ -185,12 +185,8 @@ def runs_around(
     finds, or fewer where a write kept some bytes, without inflating the stream again."""
     changed: list[int] = []
     for offset, length in sorted(written):
-        if length <= 0:
-            continue
-        if changed and changed[-1] >= offset:
-            changed[-1] = max(changed[-1], offset + length)
-        else:
-            changed += [offset, offset + length]
+        if length > 0:
+            _mark(changed, offset, offset + length)
     return _runs(blocks, changed, min(old_size, new_size))
 
 
@@ -269,7 +265,12 @@ def _compare(old: bytes, new: Bytes, position: int, changed: list[int]) -> None:
     else:
         first = _first_difference(old, new, position)
         last = len(old) - _first_difference(old[::-1], new[position:end][::-1], 0)
-    lo, hi = position + first, position + last
+    _mark(changed, position + first, position + last)
+
+
+def _mark(changed: list[int], lo: int, hi: int) -> None:
+    """Add the span ``lo:hi`` (starting at or after every span so far) to the sorted bounds
+    ``changed``, merged with the last span where they touch."""
     if changed and changed[-1] >= lo:
         changed[-1] = max(changed[-1], hi)
     else:

@@ -53,6 +53,9 @@ _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPN
 _DRIVE = re.compile("[A-Za-z]:")
 
 _Reader = TypeVar("_Reader", bound="ZipReader")
+RawCopy = Callable[[int, int, int, int], bool]
+"""copy(start, end, fd, offset): a member's compressed bytes start:end copied to ``offset`` of
+``fd`` inside the kernel; False, with nothing written, where it cannot."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,9 @@ class RawEntry:
 
     member: Member
     chunks: Iterator[bytes] = field(compare=False, repr=False)
-    # copy_to(fd, offset): copy the compressed bytes to that file offset inside the kernel,
-    # False (nothing written) where the filesystems cannot; None: only ``chunks`` reach them
-    copy_to: Callable[[int, int], bool] | None = field(default=None, compare=False, repr=False)
+    # copy(start, end, fd, offset): copy the compressed bytes start:end to that file offset
+    # inside the kernel, False (nothing written) where it cannot; None: only ``chunks`` can
+    copy: RawCopy | None = field(default=None, compare=False, repr=False)
 
 
 class ZipReader:
@@ -150,11 +153,7 @@ class ZipReader:
     def raw_entry(self, name: str) -> RawEntry:
         """The member's header and its compressed bytes in pieces of at most CHUNK bytes."""
         info = self._info(name)
-
-        def copy_to(out_fd: int, out_offset: int) -> bool:
-            return self._copy_raw(info, 0, info.compress_size, out_fd, out_offset)
-
-        return RawEntry(self.member(name), self._raw_chunks(info, CHUNK), copy_to)
+        return RawEntry(self.member(name), self._raw_chunks(info, CHUNK), self._copier(info))
 
     def deflate_stream(self, name: str) -> OldStream | None:
         """The member's deflate stream, to reuse its blocks (:mod:`.reuse`); None when it is
@@ -172,10 +171,7 @@ class ZipReader:
                     raise self._error(f"member {name!r} is truncated")
                 yield data
 
-        def copy(start: int, end: int, out_fd: int, out_offset: int) -> bool:
-            return self._copy_raw(info, start, end, out_fd, out_offset)
-
-        return OldStream(info.compress_size, read, copy)
+        return OldStream(info.compress_size, read, self._copier(info))
 
     def contents(
         self, name: str, raw_chunk: int = CHUNK, out_chunk: int = OUT_CHUNK
@@ -355,12 +351,19 @@ class ZipReader:
                 raise self._error(f"member {info.filename!r} is truncated")
             yield data
 
+    def _copier(self, info: zipfile.ZipInfo) -> RawCopy:
+        """The member's :data:`RawCopy`: copy_file_range of its compressed bytes, False when
+        the kernel or the filesystems cannot (before anything is written). Other OSErrors
+        propagate: they may be the output's (ENOSPC)."""
+
+        def copy(start: int, end: int, out_fd: int, out_offset: int) -> bool:
+            return self._copy_raw(info, start, end, out_fd, out_offset)
+
+        return copy
+
     def _copy_raw(
         self, info: zipfile.ZipInfo, start: int, end: int, out_fd: int, out_offset: int
     ) -> bool:
-        """Copy the member's compressed bytes ``start:end`` to ``out_offset`` of ``out_fd``
-        with copy_file_range; False when the kernel or the filesystems cannot (before anything
-        is written). Other OSErrors propagate: they may be the output's (ENOSPC)."""
         base, done, size = self._data_offset(info) + start, 0, end - start
         while done < size:
             try:

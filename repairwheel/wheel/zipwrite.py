@@ -24,7 +24,7 @@ from typing import BinaryIO, Callable
 
 from .._zlib import zlib
 from .reuse import OldStream, Reuse, Run
-from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawEntry
+from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawCopy, RawEntry
 
 log = logging.getLogger(__name__)
 
@@ -69,35 +69,26 @@ class ZipWriter:
         central-directory record for :meth:`finish`."""
         offset = self._offset
         self._emit(self._local_header(entry.member))
-        if not self._copied_in_kernel(entry):
+        if not self._kernel_copy(entry.copy, 0, entry.member.compress_size):
             for piece in entry.chunks:
                 self._emit(piece)
         self._central.append(self._central_record(entry.member, offset))
 
-    def _copied_in_kernel(self, entry: RawEntry) -> bool:
-        """Whether a big member's bytes were copied file to file (no trip through Python)."""
-        return self._kernel_copy(entry.member.compress_size, entry.copy_to)
-
-    def _copy_run(self, old: OldStream, run: Run) -> bool:
-        """Whether a big reused run was copied from the old stream file to file."""
-        if old.copy is None:
-            return False
-        copy = old.copy
-        return self._kernel_copy(
-            run.raw_end - run.raw_start,
-            lambda fd, offset: copy(run.raw_start, run.raw_end, fd, offset),
-        )
-
-    def _kernel_copy(self, size: int, copy_to: Callable[[int, int], bool] | None) -> bool:
-        if copy_to is None or self._fd is None or size < KERNEL_COPY_MIN:
+    def _kernel_copy(self, copy: RawCopy | None, start: int, end: int) -> bool:
+        """Whether compressed bytes ``start:end`` of 64 KiB or more were copied file to file
+        here by ``copy`` (no trip through Python)."""
+        if copy is None or self._fd is None or end - start < KERNEL_COPY_MIN:
             return False
         self._out.flush()
-        if not copy_to(self._fd, self._offset):
+        if not copy(start, end, self._fd, self._offset):
             self._fd = None  # not on these filesystems: never try again
             return False
-        self._offset += size
+        self._offset += end - start
         self._out.seek(self._offset)
         return True
+
+    def _copy_run(self, old: OldStream, run: Run) -> bool:
+        return self._kernel_copy(old.copy, run.raw_start, run.raw_end)
 
     def _shared(self, member: Member) -> tuple[int, int, int, int, int]:
         """The fields both headers hold: flags, method, time, date, CRC."""
