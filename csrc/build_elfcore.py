@@ -39,7 +39,8 @@ ffibuilder.set_source(
     # setuptools refuses absolute source paths; the build runs from the project root.
     sources=[os.path.relpath(CSRC / name) for name in ("elfcore.c", "elfpatch.c", "inflate.c")],
     include_dirs=[os.path.relpath(CSRC)],
-    extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra"],
+    extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-pthread"],
+    extra_link_args=["-pthread"],  # inflate.c hashes and writes big members on a second thread
 )
 
 if __name__ == "__main__":

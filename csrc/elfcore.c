@@ -750,11 +750,18 @@ static int symbol_count(parser *p, const dyn_info *d, uint64_t sym_off, uint64_t
  * Two passes: the first looks up (and charges) every name and version once and keeps the
  * pointers, the second copies from those pointers into one blob sized by the first.
  */
-static int parse_symbols(parser *p, const dyn_info *d)
+/* A defined symbol RW_IMPORTS_ONLY keeps: named as a Python module's init function may be. */
+static int init_like(const char *s)
+{
+    return strncmp(s, "PyInit_", 7) == 0 || strncmp(s, "init", 4) == 0 ||
+           strncmp(s, "_cffi_pypyinit_", 15) == 0;
+}
+
+static int parse_symbols(parser *p, const dyn_info *d, int imports_only)
 {
     rw_elf *e = &p->out->pub;
     uint64_t syment = d->syment ? d->syment : (p->is64 ? 24u : 16u);
-    uint64_t sym_off, count = 0, i, versym_off = 0, total = 0, n;
+    uint64_t sym_off, count = 0, kept = 0, i, versym_off = 0, total = 0, n;
     int has_versym = 0;
     char *strings;
     uint8_t *info;
@@ -785,6 +792,12 @@ static int parse_symbols(parser *p, const dyn_info *d)
         const char *ver = NULL;
         if (s == NULL)
             return -1;
+        if (imports_only && get_u(p, sym_off + i * syment + (p->is64 ? 6 : 14), 2) != SHN_UNDEF &&
+            !init_like(s)) {
+            p->sym_names[2 * i] = NULL; /* left out */
+            continue;
+        }
+        kept++;
         n = strlen(s) + 2; /* name NUL version NUL */
         if (has_versym && (ver = version_name(p, get_u(p, versym_off + 2 * i, 2))) != NULL) {
             if (spend(p, strlen(ver) + 1))
@@ -799,15 +812,17 @@ static int parse_symbols(parser *p, const dyn_info *d)
         p->sym_names[2 * i + 1] = ver;
     }
     strings = alloc(p, total);
-    info = alloc_array(p, count, 4);
+    info = alloc_array(p, kept, 4);
     if (strings == NULL || info == NULL)
         return -1;
-    for (i = 0; i < count; i++) {
+    for (i = 0, n = 0; i < count; i++) {
         uint64_t base = sym_off + i * syment;
         uint64_t st_info = get_u(p, base + (p->is64 ? 4 : 12), 1);
         uint64_t shndx = get_u(p, base + (p->is64 ? 6 : 14), 2);
         uint64_t vs = has_versym ? get_u(p, versym_off + 2 * i, 2) : 0;
         const char *s = p->sym_names[2 * i], *ver = p->sym_names[2 * i + 1];
+        if (s == NULL)
+            continue;
         len = strlen(s) + 1;
         memcpy(strings + pos, s, len);
         pos += len;
@@ -817,12 +832,13 @@ static int parse_symbols(parser *p, const dyn_info *d)
             pos += len;
         }
         strings[pos++] = 0;
-        info[4 * i] = (uint8_t)(st_info >> 4);
-        info[4 * i + 1] = (uint8_t)(st_info & 0xf);
-        info[4 * i + 2] = shndx != SHN_UNDEF;
-        info[4 * i + 3] = (vs & VERSYM_HIDDEN) != 0;
+        info[4 * n] = (uint8_t)(st_info >> 4);
+        info[4 * n + 1] = (uint8_t)(st_info & 0xf);
+        info[4 * n + 2] = shndx != SHN_UNDEF;
+        info[4 * n + 3] = (vs & VERSYM_HIDDEN) != 0;
+        n++;
     }
-    e->n_symbols = (size_t)count;
+    e->n_symbols = (size_t)kept;
     e->sym_strings = strings;
     e->sym_strings_len = pos;
     e->sym_info = info;
@@ -917,7 +933,7 @@ static int parse(parser *p, int options)
     }
     if (parse_dynamic_strings(p, &d) || parse_verneed(p, &d) || parse_verdef(p, &d))
         return -1;
-    if ((options & RW_WANT_SYMBOLS) && parse_symbols(p, &d))
+    if ((options & RW_WANT_SYMBOLS) && parse_symbols(p, &d, (options & RW_IMPORTS_ONLY) != 0))
         return -1;
     return 0;
 }

@@ -20,6 +20,10 @@
 #define RW_NOMEM 2
 
 #define RW_WANT_SYMBOLS 1
+/* With RW_WANT_SYMBOLS: only the undefined symbols, and the defined ones named as a Python
+   module's init function may be (PyInit_*, init*, _cffi_pypyinit_*). A big C++ library
+   defines 10^5 symbols an audit never looks at. */
+#define RW_IMPORTS_ONLY 2
 
 /* One GNU version need: vn_file needs version `name` (vna_flags, e.g. VER_FLG_WEAK=2). */
 typedef struct {
@@ -70,7 +74,7 @@ typedef struct {
     const char **verdef;      /* first name of each version definition, in file order */
     int has_isa_needed;       /* an x86 ISA_1_NEEDED property was found */
     uint32_t isa_needed;      /* its bitmask: 1 baseline, 2 v2, 4 v3, 8 v4 */
-    /* Dynamic symbols, only with RW_WANT_SYMBOLS. */
+    /* Dynamic symbols, only with RW_WANT_SYMBOLS (RW_IMPORTS_ONLY: some of them). */
     size_t n_symbols;
     const char *sym_strings;  /* per symbol: name NUL version NUL (version may be empty) */
     size_t sym_strings_len;

@@ -103,10 +103,56 @@ static void parse_once(const uint8_t *data, size_t size, int options)
         abort();
 }
 
+/* The next symbol of a table: its name, version and info bytes; *pos moves past it. */
+static const char *next_symbol(const rw_elf *e, size_t *pos, const char **version)
+{
+    const char *name = e->sym_strings + *pos;
+    *pos += strlen(name) + 1;
+    *version = e->sym_strings + *pos;
+    *pos += strlen(*version) + 1;
+    return name;
+}
+
+/* RW_IMPORTS_ONLY keeps the undefined symbols and the init-like defined ones of the whole
+   table, in order, with the same versions and info; it parses whenever the whole one does. */
+static void check_imports_only(const uint8_t *data, size_t size)
+{
+    rw_elf *all = NULL, *some = NULL;
+    char err[256];
+    size_t i, k = 0, at = 0, at_some = 0;
+    int rc_all = rw_elf_parse(data, size, RW_WANT_SYMBOLS, &all, err, sizeof(err));
+    int rc_some = rw_elf_parse(data, size, RW_WANT_SYMBOLS | RW_IMPORTS_ONLY, &some, err,
+                               sizeof(err));
+    if (rc_all == RW_OK && rc_some != RW_OK)
+        abort();
+    if (rc_all == RW_OK) {
+        for (i = 0; i < all->n_symbols; i++) {
+            const char *version, *kept_version;
+            const char *name = next_symbol(all, &at, &version);
+            if (all->sym_info[4 * i + 2] && strncmp(name, "PyInit_", 7) != 0 &&
+                strncmp(name, "init", 4) != 0 && strncmp(name, "_cffi_pypyinit_", 15) != 0)
+                continue;
+            if (k >= some->n_symbols)
+                abort();
+            if (strcmp(next_symbol(some, &at_some, &kept_version), name) != 0 ||
+                strcmp(kept_version, version) != 0 ||
+                memcmp(some->sym_info + 4 * k, all->sym_info + 4 * i, 4) != 0)
+                abort();
+            k++;
+        }
+        if (k != some->n_symbols || at_some != some->sym_strings_len)
+            abort();
+    }
+    rw_elf_free(all);
+    rw_elf_free(some);
+}
+
 static inline void fuzz_check(const uint8_t *data, size_t size) /* inline: not every user calls it */
 {
     parse_once(data, size, 0);
     parse_once(data, size, RW_WANT_SYMBOLS);
+    parse_once(data, size, RW_WANT_SYMBOLS | RW_IMPORTS_ONLY);
+    check_imports_only(data, size);
 }
 
 #endif

@@ -4,7 +4,10 @@
  * The result is checked against zlib's own inflate of the same bytes: a member is accepted
  * exactly when the stream ends with the declared size, and then its bytes and CRC are zlib's,
  * and the block ends it records (when asked to) are those of zlib's own block-by-block inflate.
- * Built by fuzz/run.sh with tiny read and write buffers (RW_IN_CHUNK, RW_OUT_WINDOW).
+ * Built by fuzz/run.sh with tiny read and write buffers (RW_IN_CHUNK, RW_OUT_WINDOW) and a
+ * low RW_DRAIN_MIN, so members written to a descriptor cross many hand-overs to the thread
+ * that writes them. Then the same member behind a local header goes through
+ * rw_member_heads, whose heads must be zlib's first bytes.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -83,6 +86,58 @@ static int write_fd(const uint8_t *p, size_t n)
     return fd;
 }
 
+static void put16(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* rw_member_heads on the member behind a local header (named "abc", `extra` extra bytes):
+   a head it settles is the first bytes zlib makes (`made` of them in `ref`), its data offset
+   is right after the header, and it never reads past `limit`. */
+static void check_heads(const rw_inflater *z, const uint8_t *data, size_t len, int deflated,
+                        uint64_t usize, const uint8_t *ref, size_t made, size_t extra,
+                        unsigned want_bits, unsigned twists)
+{
+    static const uint8_t names[] = "abcabd";
+    uint32_t want = (want_bits & 15) + 1;
+    size_t header = 30 + 3 + extra, total = header + len;
+    uint8_t *file = calloc(1, total + 8);
+    rw_head h;
+    int fd;
+    if (file == NULL)
+        fail("calloc");
+    file[0] = 'P', file[1] = 'K', file[2] = 3, file[3] = 4;
+    put16(file + 26, 3);
+    put16(file + 28, extra);
+    memcpy(file + 30, "abc", 3);
+    memcpy(file + header, data, len);
+    memset(file + total, 0x55, 8); /* bytes past the limit, which a head must not take */
+    fd = write_fd(file, total + 8);
+    memset(&h, 0, sizeof(h));
+    h.header_offset = 0;
+    h.csize = len;
+    h.usize = usize;
+    h.limit = (twists & 2) && total ? total - 1 : total;
+    h.name_at = (twists & 1) ? 3 : 0;
+    h.name_len = 3;
+    h.deflated = deflated;
+    rw_member_heads(z, fd, names, &h, 1, want);
+    if (h.status == RW_HEAD_OK) {
+        uint32_t expect = (uint32_t)(usize < want ? usize : want);
+        if ((twists & 3) != 0)
+            fail("a head settled with a wrong name or past its limit");
+        if (h.data_offset != header || h.got != expect)
+            fail("a head's offset or length is wrong");
+        if (!deflated && (len != usize || memcmp(h.head, data, expect) != 0))
+            fail("a stored head differs from the member's bytes");
+        if (deflated && (made < expect || memcmp(h.head, ref, expect) != 0))
+            fail("a deflated head differs from zlib's first bytes");
+    }
+    free(file);
+    close(fd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t want[CAP];
@@ -121,6 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     z.init = (void (*)(void))inflateInit2_;
     z.inflate = (void (*)(void))inflate;
     z.end = (void (*)(void))inflateEnd;
+    z.reset = (void (*)(void))inflateReset;
     z.crc32 = (void (*)(void))crc32;
     z.version = zlibVersion();
     {
@@ -168,6 +224,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (ended && usize == ref_len && !(deflated == 0 && usize != len)) {
         fail("refused a member zlib ends at its declared size");
     }
+    check_heads(&z, data, len, deflated, usize, want, ref_len, lead * 37,
+                data[-1] >> 4, data[-2]);
     free(out);
     close(in_fd);
     if (out_fd >= 0)

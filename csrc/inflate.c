@@ -8,6 +8,7 @@
 #include "inflate.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,11 @@
 #endif
 #ifndef RW_OUT_WINDOW
 #define RW_OUT_WINDOW ((size_t)4 << 20)
+#endif
+/* A member written to a descriptor from this size on is hashed and written by a second
+   thread, a window behind the inflate (the fuzz build lowers it too). */
+#ifndef RW_DRAIN_MIN
+#define RW_DRAIN_MIN ((uint64_t)8 << 20)
 #endif
 #define IN_CHUNK RW_IN_CHUNK
 #define OUT_WINDOW RW_OUT_WINDOW
@@ -104,6 +110,14 @@ static void st_end(stream *s)
         (void)((zng_end_fn)s->z->end)(&s->ng);
     else
         (void)((zl_end_fn)s->z->end)(&s->zl);
+}
+
+/* zng_inflateReset and inflateReset take the stream alone, as the End functions do. */
+static int st_reset(stream *s)
+{
+    if (s->z->flavor == RW_ZNG)
+        return ((zng_end_fn)s->z->reset)(&s->ng);
+    return ((zl_end_fn)s->z->reset)(&s->zl);
 }
 
 static uint32_t st_avail_in(const stream *s)
@@ -222,6 +236,117 @@ static int write_all(int fd, const uint8_t *p, size_t n, rw_inflate_result *res)
     return RW_INF_OK;
 }
 
+/* Digest and write `n` bytes (to out_fd unless it is -1): 0, or the RW_INF_* failure. */
+static int digest_and_write(const rw_digest *digest, int out_fd, const uint8_t *p, size_t n,
+                            rw_inflate_result *res)
+{
+    if (digest && ((digest_fn)digest->update)(digest->ctx, p, n) != 1)
+        return finish(res, RW_INF_DIGEST, 0);
+    return out_fd < 0 ? RW_INF_OK : write_all(out_fd, p, n, res);
+}
+
+/* A second thread that digests and writes each window the inflate hands it, while the
+   inflate fills the other one. */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    const rw_digest *digest;
+    int out_fd;
+    uint8_t *windows[2];
+    int filling;          /* the window the inflate fills */
+    const uint8_t *data;  /* handed over and not drained yet; NULL: none */
+    size_t n;
+    int quit;
+    rw_inflate_result failed; /* the drain's first failure (status 0: none) */
+} drain;
+
+static void *drain_run(void *arg)
+{
+    drain *d = arg;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        while (d->data == NULL && !d->quit)
+            pthread_cond_wait(&d->changed, &d->lock);
+        if (d->data == NULL)
+            break;
+        p = d->data;
+        n = d->n;
+        pthread_mutex_unlock(&d->lock);
+        if (d->failed.status == RW_INF_OK) /* only this thread writes it before the join */
+            (void)digest_and_write(d->digest, d->out_fd, p, n, &d->failed);
+        pthread_mutex_lock(&d->lock);
+        d->data = NULL;
+        pthread_cond_broadcast(&d->changed);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* Wait until the drain holds no window; its failure, if any, becomes the result's. */
+static int drain_wait(drain *d, rw_inflate_result *res)
+{
+    int status;
+    pthread_mutex_lock(&d->lock);
+    while (d->data != NULL)
+        pthread_cond_wait(&d->changed, &d->lock);
+    status = d->failed.status;
+    pthread_mutex_unlock(&d->lock);
+    return status ? finish(res, status, d->failed.err_no) : RW_INF_OK;
+}
+
+/* Hand the window just filled (`n` bytes at `p`) over; the other one is filled next. */
+static int drain_put(drain *d, const uint8_t *p, size_t n, rw_inflate_result *res)
+{
+    if (drain_wait(d, res))
+        return res->status;
+    pthread_mutex_lock(&d->lock);
+    d->data = p;
+    d->n = n;
+    d->filling ^= 1;
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+    return RW_INF_OK;
+}
+
+/* Start the thread; 0 when it could not be (the caller then works alone). */
+static int drain_start(drain *d, const rw_digest *digest, int out_fd, uint8_t *a, uint8_t *b)
+{
+    memset(d, 0, sizeof(*d));
+    d->digest = digest;
+    d->out_fd = out_fd;
+    d->windows[0] = a;
+    d->windows[1] = b;
+    if (pthread_mutex_init(&d->lock, NULL) != 0)
+        return 0;
+    if (pthread_cond_init(&d->changed, NULL) != 0) {
+        pthread_mutex_destroy(&d->lock);
+        return 0;
+    }
+    if (pthread_create(&d->thread, NULL, drain_run, d) != 0) {
+        pthread_cond_destroy(&d->changed);
+        pthread_mutex_destroy(&d->lock);
+        return 0;
+    }
+    return 1;
+}
+
+/* Drain what is left, stop the thread; the drain's failure, if any, becomes the result's. */
+static int drain_stop(drain *d, rw_inflate_result *res)
+{
+    int status = drain_wait(d, res);
+    pthread_mutex_lock(&d->lock);
+    d->quit = 1;
+    pthread_cond_broadcast(&d->changed);
+    pthread_mutex_unlock(&d->lock);
+    pthread_join(d->thread, NULL);
+    pthread_cond_destroy(&d->changed);
+    pthread_mutex_destroy(&d->lock);
+    return status;
+}
+
 /* Where the bytes go: the declared size bounds them, all are CRC'd and digested. */
 typedef struct {
     const rw_inflater *z;
@@ -230,9 +355,17 @@ typedef struct {
     int out_fd;
     const rw_digest *digest;
     rw_inflate_result *res;
+    drain *drain;     /* out_fd only: digests and writes on a second thread; NULL: here */
 } sink;
 
-/* Account for `n` new bytes at `p`: bounded, CRC'd, digested, written unless in out_buf. */
+/* The window to fill: `own`, or with a drain the one it does not hold. */
+static uint8_t *window_of(const sink *k, uint8_t *own)
+{
+    return k->drain ? k->drain->windows[k->drain->filling] : own;
+}
+
+/* Account for `n` new bytes at `p` (out_buf's, or the window's): bounded, CRC'd, digested,
+   written unless in out_buf (with a drain, handed to it). */
 static int emit(const sink *k, const uint8_t *p, size_t n)
 {
     rw_inflate_result *res = k->res;
@@ -240,9 +373,9 @@ static int emit(const sink *k, const uint8_t *p, size_t n)
         return finish(res, RW_INF_TOO_LONG, 0);
     res->crc = crc_update(k->z, res->crc, p, n);
     res->produced += n;
-    if (k->digest && ((digest_fn)k->digest->update)(k->digest->ctx, p, n) != 1)
-        return finish(res, RW_INF_DIGEST, 0);
-    return k->out_buf ? RW_INF_OK : write_all(k->out_fd, p, n, res);
+    if (k->drain)
+        return drain_put(k->drain, p, n, res);
+    return digest_and_write(k->digest, k->out_buf ? -1 : k->out_fd, p, n, res);
 }
 
 static int copy_stored(const sink *k, int in_fd, uint64_t offset, uint64_t csize,
@@ -251,7 +384,7 @@ static int copy_stored(const sink *k, int in_fd, uint64_t offset, uint64_t csize
     uint64_t done = 0;
     while (done < csize) {
         size_t n = (size_t)(csize - done < window_size ? csize - done : window_size);
-        uint8_t *dst = window;
+        uint8_t *dst = window_of(k, window);
         if (k->out_buf) {
             if (n > k->usize - done)
                 return finish(k->res, RW_INF_TOO_LONG, 0);
@@ -281,6 +414,7 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
         uint64_t room, at = res->produced + fill;
         uint32_t got, before;
         int rc;
+        window = window_of(k, window); /* another one after each hand-over to a drain */
         if (st_avail_in(s) == 0 && consumed < csize) {
             size_t n = (size_t)(csize - consumed < in_size ? csize - consumed : in_size);
             if (read_at(in_fd, in, n, offset + consumed, res))
@@ -349,12 +483,15 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
                       const rw_digest *digest, rw_blocks *blocks, rw_inflate_result *res)
 {
     sink k;
-    uint8_t *in = NULL, *window = NULL;
+    uint8_t *in = NULL, *window = NULL, *second = NULL;
     stream s;
-    int rc;
+    drain d;
+    int rc, drained = out_buf == NULL && usize >= RW_DRAIN_MIN;
     /* Buffers no bigger than the member: a wheel of 3000 small files makes 3000 calls. */
     size_t in_size = csize < IN_CHUNK ? (size_t)csize + 1 : IN_CHUNK;
     size_t window_size = usize < OUT_WINDOW ? (size_t)usize + 1 : OUT_WINDOW;
+    if (drained) /* two windows, each half the size */
+        window_size = window_size / 2 ? window_size / 2 : 1;
     memset(res, 0, sizeof(*res));
     if (blocks) {
         blocks->count = 0;
@@ -366,8 +503,13 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
     k.out_fd = out_fd;
     k.digest = digest;
     k.res = res;
+    k.drain = NULL;
     if (out_buf == NULL && (window = malloc(window_size)) == NULL)
         return finish(res, RW_INF_NOMEM, 0);
+    /* Without the memory or the thread for a drain, the work is done here alone. */
+    if (drained && (second = malloc(window_size)) != NULL &&
+        drain_start(&d, digest, out_fd, window, second))
+        k.drain = &d;
     if (!deflated) {
         rc = copy_stored(&k, in_fd, offset, csize, window, window_size);
     } else if (csize == 0 && usize == 0) {
@@ -384,9 +526,116 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
             st_end(&s);
         }
     }
+    if (k.drain) {
+        rw_inflate_result left;
+        memset(&left, 0, sizeof(left));
+        if (drain_stop(&d, &left) && rc == RW_INF_OK)
+            rc = finish(res, left.status, left.err_no);
+    }
     free(in);
     free(window);
+    free(second);
     if (rc == RW_INF_OK && res->produced != usize)
         rc = finish(res, RW_INF_SHORT, 0);
     return finish(res, rc, res->err_no);
+}
+
+#define LOCAL_HEADER 30
+#define LOCAL_SIGNATURE 0x04034b50u
+#define EXTRA_GUESS 64 /* extra-field bytes the first read makes room for */
+
+static uint32_t le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+
+static uint32_t le32(const uint8_t *p) { return le16(p) | le16(p + 2) << 16; }
+
+/* Up to `n` bytes at `off`, fewer where the file ends; -1 on a read error. */
+static ssize_t read_some(int fd, uint8_t *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = pread(fd, buf + done, n - done, (off_t)(off + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+/* One member's head (see rw_member_heads): RW_HEAD_OK with h->head and h->data_offset set. */
+static int member_head(stream *s, int fd, const uint8_t *name, rw_head *h, uint32_t want,
+                       uint8_t *buf, size_t buf_size)
+{
+    uint64_t span, data_offset, base;
+    size_t need, have, start;
+    uint32_t expect = (uint32_t)(h->usize < want ? h->usize : want), got = 0;
+    ssize_t n;
+    if (h->header_offset > h->limit || h->name_len > buf_size - LOCAL_HEADER - EXTRA_GUESS -
+                                                       RW_HEAD_READ)
+        return RW_HEAD_UNSURE;
+    need = (size_t)(h->csize < RW_HEAD_READ ? h->csize : RW_HEAD_READ);
+    span = h->limit - h->header_offset;
+    have = LOCAL_HEADER + h->name_len + EXTRA_GUESS + need;
+    if (have > span)
+        have = (size_t)span;
+    if ((n = read_some(fd, buf, have, h->header_offset)) < LOCAL_HEADER + (ssize_t)h->name_len)
+        return RW_HEAD_UNSURE;
+    have = (size_t)n;
+    if (le32(buf) != LOCAL_SIGNATURE || le16(buf + 26) != h->name_len ||
+        memcmp(buf + LOCAL_HEADER, name, h->name_len) != 0)
+        return RW_HEAD_UNSURE;
+    data_offset = h->header_offset + LOCAL_HEADER + h->name_len + le16(buf + 28);
+    if (data_offset > h->limit || h->csize > h->limit - data_offset)
+        return RW_HEAD_UNSURE;
+    base = data_offset - h->header_offset;
+    if (base + need <= have) {
+        start = (size_t)base;
+    } else {
+        if (read_some(fd, buf, need, data_offset) != (ssize_t)need)
+            return RW_HEAD_UNSURE;
+        start = 0;
+    }
+    if (!h->deflated) {
+        if (h->csize != h->usize)
+            return RW_HEAD_UNSURE;
+        memcpy(h->head, buf + start, expect);
+    } else if (expect) {
+        int rc;
+        if (st_reset(s) != 0)
+            return RW_HEAD_UNSURE;
+        st_input(s, buf + start, (uint32_t)need);
+        /* want bytes of room: a stream making more than usize of them is too long */
+        rc = st_step(s, h->head, want, Z_NO_FLUSH_, &got);
+        if (rc == Z_NEED_DICT_ || (rc < 0 && rc != Z_BUF_ERROR_) || got != expect)
+            return RW_HEAD_UNSURE;
+    }
+    h->got = expect;
+    h->data_offset = data_offset;
+    return RW_HEAD_OK;
+}
+
+void rw_member_heads(const rw_inflater *z, int fd, const uint8_t *names, rw_head *heads,
+                     size_t n, uint32_t want)
+{
+    enum { BUF = 8192 };
+    uint8_t buf[BUF];
+    stream s;
+    int ready;
+    size_t i;
+    if (want > RW_HEAD_MAX)
+        want = RW_HEAD_MAX;
+    s.z = z;
+    ready = st_init(&s) == 0;
+    for (i = 0; i < n; i++) {
+        heads[i].got = 0;
+        heads[i].data_offset = 0;
+        heads[i].status = ready ? member_head(&s, fd, names + heads[i].name_at, &heads[i], want,
+                                              buf, BUF)
+                                : RW_HEAD_UNSURE;
+    }
+    if (ready)
+        st_end(&s);
 }

@@ -36,6 +36,7 @@ typedef struct {
     void (*init)(void);     /* zng_inflateInit2 or inflateInit2_ */
     void (*inflate)(void);  /* zng_inflate or inflate */
     void (*end)(void);      /* zng_inflateEnd or inflateEnd */
+    void (*reset)(void);    /* zng_inflateReset or inflateReset */
     void (*crc32)(void);    /* zng_crc32 or crc32: (crc, buf, len) */
     const char *version;  /* RW_ZLIB: zlibVersion(), passed to inflateInit2_ */
 } rw_inflater;
@@ -75,6 +76,40 @@ typedef struct {
 int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t csize,
                       int deflated, uint64_t usize, uint8_t *out_buf, int out_fd,
                       const rw_digest *digest, rw_blocks *blocks, rw_inflate_result *res);
+
+/* The first bytes of many members, for telling which are ELF without a Python call each. */
+#define RW_HEAD_MAX 16
+#define RW_HEAD_OK 0
+#define RW_HEAD_UNSURE 1  /* not settled by one short read: the caller takes the slow path,
+                             which also says what is wrong with the member, if anything */
+#define RW_HEAD_READ 512  /* compressed bytes a head may take */
+
+typedef struct {
+    /* in */
+    uint64_t header_offset;  /* the member's local header */
+    uint64_t csize;          /* compressed and declared sizes */
+    uint64_t usize;
+    uint64_t limit;          /* where the next zip record starts: its bytes end by there */
+    uint64_t name_at;        /* the raw name its local header must repeat: in `names` */
+    uint32_t name_len;
+    int deflated;
+    /* out */
+    int status;              /* RW_HEAD_OK or RW_HEAD_UNSURE */
+    uint32_t got;            /* min(want, usize) bytes in head */
+    uint64_t data_offset;    /* where its compressed bytes start */
+    uint8_t head[RW_HEAD_MAX];
+} rw_head;
+
+/*
+ * For each of the `n` members in `heads`, from the archive open on `fd`: check its local
+ * header (signature, the name at name_at in `names`, its bytes ending by `limit`) and get its first min(want, usize)
+ * bytes (`want` <= RW_HEAD_MAX) from at most RW_HEAD_READ compressed ones.  A member is
+ * RW_HEAD_OK only when that is all sound and the inflate made those bytes and no more than
+ * usize; anything else (a short read, a corrupt stream, a stored member whose sizes differ)
+ * is RW_HEAD_UNSURE.  One inflate stream serves every member.
+ */
+void rw_member_heads(const rw_inflater *z, int fd, const uint8_t *names, rw_head *heads,
+                     size_t n, uint32_t want);
 /* END CDEF */
 
 #endif

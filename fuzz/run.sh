@@ -156,7 +156,7 @@ builds=(native)
 declare -A sources=([elfcore]="elfcore.c elfpatch.c" [elfgen]="elfcore.c"
     [elfpatch]="elfcore.c elfpatch.c" [inflate]="inflate.c")
 # What a target needs besides: fuzz_inflate checks against zlib, with tiny buffers.
-declare -A extra=([inflate]="-DRW_IN_CHUNK=7 -DRW_OUT_WINDOW=13 -lz")
+declare -A extra=([inflate]="-DRW_IN_CHUNK=7 -DRW_OUT_WINDOW=13 -DRW_DRAIN_MIN=40 -pthread -lz")
 pids=()
 for build in "${builds[@]}"; do
     arch=()

@@ -281,14 +281,18 @@ def read_elf(source: ElfSource, *, name: str | None = None) -> ElfFile:
 
 
 def read_elf_and_symbols(
-    source: ElfSource, *, name: str | None = None
+    source: ElfSource, *, name: str | None = None, imports_only: bool = False
 ) -> tuple[ElfFile, SymbolTable]:
     """Read the facts and the dynamic symbols in one pass, keeping no reference to ``source``.
 
     For callers that stream many large files (a wheel's members) and must not pin their bytes.
+    With ``imports_only`` the table holds the undefined symbols and only those defined ones
+    named as a Python module's init function may be (``PyInit_*``, ``init*``,
+    ``_cffi_pypyinit_*``): all an audit reads, where a C++ library defines 10^5 others.
     """
+    options = lib.RW_WANT_SYMBOLS | (lib.RW_IMPORTS_ONLY if imports_only else 0)
     with open_source(source) as (buf, label):
-        return _parse(buf, name or label, lib.RW_WANT_SYMBOLS, None)
+        return _parse(buf, name or label, options, None)
 
 
 def is_elf(data: bytes) -> bool:

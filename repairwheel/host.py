@@ -99,7 +99,7 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> HostLibrary:
     with open_source(path) as (buf, _):
         digest = hashlib.sha256(buf).hexdigest()
         try:
-            elf, symbols = read_elf_and_symbols(buf, name=path)
+            elf, symbols = read_elf_and_symbols(buf, name=path, imports_only=True)
         except ElfError as exc:
             # The headers may still be sound (only the symbol table is not): a graft needs no
             # more, and the verdict goes without this file's facts.

@@ -71,7 +71,8 @@ class ElfMember:
 
 
 def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMember:
-    """Reduce a file's symbols to the few facts the policies look at (column-wise: fast)."""
+    """Reduce a file's symbols to the few facts the policies look at (column-wise: fast);
+    the table may be the imports-only one (``read_elf_and_symbols(imports_only=True)``)."""
     module = posixpath.basename(path).split(".", 1)[0]
     init_names = {f"PyInit_{module}": 3, f"init{module}": 2, f"_cffi_pypyinit_{module}": 2}
     info = symbols.info
@@ -123,7 +124,7 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
     label = f"{archive.path.name}: {name}"
     size = archive.member(name).file_size
     if size <= (MEMORY_FILE_SIZE if spill_dir is None else SPILL_SIZE):
-        elf, symbols = read_elf_and_symbols(archive.read(name), name=label)
+        elf, symbols = read_elf_and_symbols(archive.read(name), name=label, imports_only=True)
         return facts_from_symbols(name, elf, symbols)
     # A big member is inflated into a file that is mapped: the parser touches only the pages
     # holding headers and dynamic tables, so memory stays small whatever the member's size.
@@ -143,7 +144,7 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
             blocks = archive.extract_to(name, spilled, blocks=True)
         except OSError as exc:
             raise _spill_error(label, spilled, exc) from None
-        elf, symbols = read_elf_and_symbols(spilled, name=label)
+        elf, symbols = read_elf_and_symbols(spilled, name=label, imports_only=True)
     except BaseException:
         os.unlink(spilled)
         raise
@@ -177,7 +178,7 @@ def _parse_spill(
     except OSError as exc:
         raise _spill_error(label, where, exc) from None
     with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-        elf, symbols = read_elf_and_symbols(mapped, name=label)
+        elf, symbols = read_elf_and_symbols(mapped, name=label, imports_only=True)
         return facts_from_symbols(name, elf, symbols)
 
 
@@ -217,14 +218,15 @@ def scan_elf_members(
                 progress.advance(sizes[name])
             return found
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        # Each member is submitted as soon as its head shows it is ELF, largest first: the
-        # biggest library starts while the heads of thousands of small files are looked at.
-        futures = {
-            m.name: pool.submit(_read_member, archive, m.name, spill_dir)
-            for m in files
-            if archive.is_elf(m.name)
-        }
+        # The biggest library starts at once, then the heads of all other members are looked
+        # at in one batch and the ELF ones follow, largest first.
+        futures = {}
+        if largest is not None:
+            futures[largest.name] = pool.submit(_read_member, archive, largest.name, spill_dir)
         names = archive.elf_members()
+        for m in files:
+            if m.name not in futures and archive.is_elf(m.name):
+                futures[m.name] = pool.submit(_read_member, archive, m.name, spill_dir)
         sizes = {name: archive.member(name).file_size for name in names}
         with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
             try:

@@ -8,6 +8,7 @@ the two disagree, one of them has a bug; ``diff_facts`` names the field.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from dataclasses import dataclass, fields
@@ -113,11 +114,22 @@ def oracle_facts(source: Source, *, symbols: bool = True) -> ElfFacts:
     )
 
 
-def core_facts(source: Source, *, symbols: bool = True) -> ElfFacts:
+def core_facts(source: Source, *, symbols: bool = True, imports_only: bool = False) -> ElfFacts:
     """Read ``source`` with the C core, as the same plain values."""
     if symbols:
-        return facts_of(*read_elf_and_symbols(source))
+        return facts_of(*read_elf_and_symbols(source, imports_only=imports_only))
     return facts_of(read_elf(source), None)
+
+
+INIT_PREFIXES = ("PyInit_", "init", "_cffi_pypyinit_")
+
+
+def imports_of(facts: ElfFacts) -> ElfFacts:
+    """The facts with only the symbols ``imports_only`` keeps: the undefined ones and the
+    defined ones named like a module init function."""
+    assert facts.symbols is not None
+    kept = tuple(row for row in facts.symbols if not row[2] or row[0].startswith(INIT_PREFIXES))
+    return dataclasses.replace(facts, symbols=kept)
 
 
 def facts_of(elf: ElfFile, symbols: tuple[Symbol, ...] | None) -> ElfFacts:

@@ -3,7 +3,8 @@
 Three populations: a deterministic sample of this system's libraries, every
 ELF member of the wheels bundled from auditwheel's test suite (many
 architectures, both libcs), and the pinned PyPI wheels (big-endian s390x,
-i686, musllinux).  Symbols are compared in full everywhere.
+i686, musllinux).  Symbols are compared in full everywhere, and the first two
+populations' imports-only tables (what an audit reads) too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from elf_oracle import core_facts, diff_facts, oracle_facts
+from elf_oracle import core_facts, diff_facts, imports_of, oracle_facts
 from pypi_wheels import (
     BUNDLED_DIR,
     ELF_MAGIC,
@@ -23,6 +24,9 @@ from pypi_wheels import (
     fetch,
     unavailable,
 )
+
+from repairwheel.elf import read_elf_and_symbols
+from repairwheel.scan import facts_from_symbols
 
 SYSTEM_LIB_DIR = Path("/usr/lib/x86_64-linux-gnu")
 SYSTEM_SAMPLE_SIZE = 300
@@ -68,7 +72,9 @@ def test_system_sample_is_large_enough() -> None:
 
 @pytest.mark.parametrize("path", SYSTEM_SAMPLE, ids=str)
 def test_system_library_matches_oracle(path: Path) -> None:
-    problems = diff_facts(core_facts(path), oracle_facts(path))
+    oracle = oracle_facts(path)
+    problems = diff_facts(core_facts(path), oracle)
+    problems += diff_facts(core_facts(path, imports_only=True), imports_of(oracle))
     assert not problems, _report(str(path), problems)
 
 
@@ -87,8 +93,13 @@ def test_every_bundled_platform_wheel_has_elf_members() -> None:
 )
 def test_bundled_wheel_member_matches_oracle(wheel: Path, member: str) -> None:
     data = dict(elf_members(wheel))[member]
-    problems = diff_facts(core_facts(data), oracle_facts(data))
+    oracle = oracle_facts(data)
+    problems = diff_facts(core_facts(data), oracle)
+    problems += diff_facts(core_facts(data, imports_only=True), imports_of(oracle))
     assert not problems, _report(f"{wheel.name}::{member}", problems)
+    # what the audit takes from a member is the same from either table
+    whole = facts_from_symbols(member, *read_elf_and_symbols(data))
+    assert facts_from_symbols(member, *read_elf_and_symbols(data, imports_only=True)) == whole
 
 
 @pytest.mark.parametrize("wheel", PINNED, ids=lambda w: w.filename)

@@ -18,7 +18,7 @@ import pytest
 
 from repairwheel.elf import PT_LOAD, read_elf
 from repairwheel.elfpatch import patch_bytes
-from repairwheel.errors import PatchError
+from repairwheel.errors import ElfError, PatchError
 from repairwheel.patch import PatchOps
 
 DATA = Path(__file__).resolve().parent / "data" / "fuzz"
@@ -145,3 +145,24 @@ def test_executable_is_not_padded_to_the_end_of_a_huge_segment() -> None:
     with pytest.raises(PatchError, match="would pad it by") as info:
         patch_bytes(data, PatchOps(rpath=FUZZ_RPATH))
     assert "\n" not in str(info.value)
+
+
+def test_a_rename_may_take_a_crafted_file_past_the_readers_budget() -> None:
+    """3846 DT_NEEDED entries share one string: renamed to 1021 bytes, the names they give are
+    past the reader's budget (16 times the file's size) once the symbols' are added, so the
+    patched file's symbols are refused as a crafted file's, with one line, while its other
+    facts read as patched. (fuzz_elfpatch -m32; the harness now allows this, as it did for a
+    file whose facts alone the budget refuses.)"""
+    name = "rename-shared-needed-past-the-budget.elf"
+    data = (DATA / name).read_bytes()
+    ops = PatchOps(
+        replace_needed=(("libc.so7a", "libc.so7#"), (os.fsdecode(b"a\tseed_da"), "3" * 1021))
+    )
+    before = read_elf(data)
+    patched = patch_bytes(data, ops, name=name)
+    after = read_elf(patched)
+    assert ops.expected(before).mismatches(after) == ()
+    assert len(after.needed) == len(before.needed) > 3000
+    with pytest.raises(ElfError, match="name more string bytes than 16 times") as caught:
+        after.symbols()
+    assert "\n" not in str(caught.value)

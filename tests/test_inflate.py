@@ -168,8 +168,9 @@ def test_a_big_member_crosses_every_buffer(engine: inflate.Inflater, tmp_path: P
     assert in_buffer.sha256 == to_fd.sha256 == hashlib.sha256(data).digest()
 
 
-def test_stored_members_are_copied(engine: inflate.Inflater, tmp_path: Path) -> None:
-    data = os.urandom(5 << 20)
+@pytest.mark.parametrize("size", [5 << 20, 9 << 20], ids=["alone", "drained"])
+def test_stored_members_are_copied(engine: inflate.Inflater, tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)  # from 8 MiB on, a second thread hashes and writes
     in_buffer, got_buffer, to_fd, got_fd = inflate_both(
         engine, tmp_path, data, len(data), deflated=False
     )
@@ -239,6 +240,44 @@ def test_a_file_ending_early_and_a_bad_descriptor(engine: inflate.Inflater, tmp_
         os.close(fd)
 
 
+DRAINED = 9 << 20  # from 8 MiB on, a member written to a descriptor is hashed and written
+# by a second thread, a window behind the inflate
+
+
+@pytest.mark.parametrize(
+    "case", ["truncated", "one-byte-longer", "one-byte-shorter", "bad-block", "bad-descriptor"]
+)
+def test_a_drained_member_fails_as_one_inflated_alone(
+    engine: inflate.Inflater, tmp_path: Path, case: str
+) -> None:
+    data = machine_code_like(DRAINED, 5)
+    stream, usize = raw_deflate(data, 1), len(data)
+    if case == "truncated":
+        stream = stream[: len(stream) * 2 // 3]
+    elif case == "one-byte-longer":
+        usize -= 1
+    elif case == "one-byte-shorter":
+        usize += 1
+    elif case == "bad-block":
+        stream = stream[: len(stream) // 2] + b"\xff" * 64 + stream[len(stream) // 2 + 64 :]
+    fd, offset = file_with(tmp_path, stream)
+    target = tmp_path / "out"
+    target.write_bytes(b"")
+    out = os.open(target, os.O_RDONLY if case == "bad-descriptor" else os.O_RDWR)
+    try:
+        drained = engine.member(fd, offset, len(stream), True, usize, out_fd=out, sha256=True)
+        alone = engine.member(fd, offset, len(stream), True, usize, bytearray(usize))
+    finally:
+        os.close(out)
+        os.close(fd)
+    if case == "bad-descriptor":
+        assert (drained.status, drained.err_no, alone.status) == (inflate.WRITE, 9, inflate.OK)
+    else:
+        assert drained.status == alone.status != inflate.OK
+    if case != "bad-block":  # what was written is the member's start
+        assert target.read_bytes() == data[: len(target.read_bytes())]
+
+
 def _zip(tmp_path: Path, data: bytes, method: int = zipfile.ZIP_DEFLATED) -> Path:
     path = tmp_path / "a.zip"
     with zipfile.ZipFile(path, "w") as archive:
@@ -290,3 +329,108 @@ def test_the_reader_says_what_the_streaming_reader_says(tmp_path: Path, mutation
         whole, streamed = _outcome(reader, True), _outcome(reader, False)
     assert whole == streamed
     assert (whole[0] == "ok") == (mutation == "none")
+
+
+def _members_zip(path: Path, members: list[tuple[bytes, int, int]]) -> list[str]:
+    """A zip of members (data, method, extra-field length); their names, in order."""
+    names = []
+    with zipfile.ZipFile(path, "w") as archive:
+        for i, (data, method, extra) in enumerate(members):
+            info = zipfile.ZipInfo(f"m{i:03d}/{'n' * (i % 5)}.bin", (2020, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            if extra:
+                info.extra = struct.pack("<2H", 0xCAFE, extra - 4) + b"e" * (extra - 4)
+            archive.writestr(info, data)
+            names.append(info.filename)
+    return names
+
+
+def _heads_one_by_one(path: Path, names: list[str], n: int) -> dict[str, bytes | str]:
+    found: dict[str, bytes | str] = {}
+    for name in names:
+        with ZipReader(path) as reader:  # no offsets known from earlier members
+            try:
+                found[name] = reader.head(name, n)
+            except WheelError as exc:
+                found[name] = str(exc)
+    return found
+
+
+MEMBER = st.tuples(
+    st.one_of(st.binary(max_size=40), st.builds(machine_code_like, st.integers(0, 5000))),
+    st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+    st.sampled_from([0, 4, 9, 60, 64, 200, 3000]),  # the C core reads 64 extra bytes at first
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    members=st.lists(MEMBER, min_size=1, max_size=6),
+    damage=st.lists(st.tuples(st.integers(0, 2**31), st.integers(1, 255)), max_size=3),
+    n=st.integers(1, inflate.HEAD_MAX),
+    tail_cut=st.integers(0, 40),
+)
+def test_batched_heads_are_the_heads_read_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    members: list[tuple[bytes, int, int]],
+    damage: list[tuple[int, int]],
+    n: int,
+    tail_cut: int,
+) -> None:
+    """One C call for all members gives each member's head, or the error, that reading it
+    alone gives: local headers and streams damaged anywhere before the central directory."""
+    path = tmp_path_factory.mktemp("heads") / "a.zip"
+    names = _members_zip(path, members)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        start_dir = archive.start_dir
+    for where, flip in damage:
+        data[where % start_dir] ^= flip
+    if tail_cut and start_dir > tail_cut:  # the last member's bytes lost, the directory kept
+        del data[start_dir - tail_cut : start_dir]
+    path.write_bytes(bytes(data))
+    try:
+        ZipReader(path).close()
+    except WheelError:
+        return  # damage the directory check refuses: no member is read
+    alone = _heads_one_by_one(path, names, n)
+    with ZipReader(path) as reader, ZipReader(path) as fresh:
+        first_error = next((v for v in alone.values() if isinstance(v, str)), None)
+        if first_error is None:
+            assert reader.heads(names, n) == alone
+            for name in names:  # the data offsets the batch found serve later reads
+                assert _read_outcome(reader, name) == _read_outcome(fresh, name)
+        else:
+            with pytest.raises(WheelError) as caught:
+                reader.heads(names, n)
+            assert str(caught.value) == first_error
+
+
+def _read_outcome(reader: ZipReader, name: str) -> bytes | str:
+    try:
+        return b"".join(reader.contents(name))
+    except WheelError as exc:
+        return str(exc)
+
+
+def test_sound_members_heads_take_no_python_read(
+    engine: inflate.Inflater, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored, deflated, empty and long-extra-field members are all settled by the C call."""
+    code = machine_code_like(5000, 1)
+    members = [
+        (code, zipfile.ZIP_DEFLATED, 3000),  # the data starts past the first read
+        (b"abc", zipfile.ZIP_STORED, 0),
+        (b"", zipfile.ZIP_DEFLATED, 0),
+        (b"", zipfile.ZIP_STORED, 64),
+        (code[:9], zipfile.ZIP_DEFLATED, 64),
+    ]
+    names = _members_zip(tmp_path / "a.zip", members)
+    monkeypatch.setattr(inflate, "inflater", lambda: engine)
+
+    def unexpected(self: ZipReader, name: str, n: int) -> bytes:
+        raise AssertionError(f"{name} was read one by one")
+
+    monkeypatch.setattr(ZipReader, "head", unexpected)
+    with ZipReader(tmp_path / "a.zip") as reader:
+        assert reader.heads(names, 8) == {n: m[0][:8] for n, m in zip(names, members)}

@@ -347,6 +347,13 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-300])
 
 
+def drop_a_byte_before_the_directory(path: Path) -> None:
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        start = archive.start_dir
+    path.write_bytes(data[: start - 1] + data[start:])
+
+
 def rename(path: Path) -> None:
     path.rename(path.with_name("demo-1.0.whl"))
 
@@ -387,6 +394,7 @@ def symlink_info() -> zipfile.ZipInfo:
 BAD: dict[str, tuple[Iterable[Entry], Callable[[Path], object] | None, str]] = {
     "not-a-zip": ((), lambda p: p.write_bytes(b"hello, world\n" * 100), "not a zip file"),
     "truncated": ((), truncate, "truncated or corrupt zip"),
+    "offsets-shifted": ((), drop_a_byte_before_the_directory, "would start before the archive"),
     "bad-file-name": ((), rename, "not a valid wheel file name"),
     "dotdot": ([("demo/../../evil.py", b"")], None, "'..' component"),
     "absolute": ([("/etc/evil.py", b"")], None, "absolute path"),

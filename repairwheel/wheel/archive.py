@@ -9,7 +9,7 @@ import mmap
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -73,6 +73,7 @@ class WheelArchive(ZipReader):
         self._checked: dict[str, RecordMismatch | None] = {}  # compared with RECORD as read
         self._record_lock = threading.RLock()
         self._is_elf: dict[str, bool] = {}
+        self._classify_lock = threading.Lock()
         self._rows: dict[str, RecordRow] | None = None
         super().__init__(path)
         try:
@@ -136,19 +137,29 @@ class WheelArchive(ZipReader):
 
     @cached_property
     def _elf_members(self) -> tuple[str, ...]:
-        return tuple(member.name for member in self.members if self.is_elf(member.name))
+        self._classify()
+        return tuple(member.name for member in self.members if self._is_elf[member.name])
 
     def is_elf(self, name: str) -> bool:
         """Whether the member is a file that starts with the ELF magic (looked at once)."""
         known = self._is_elf.get(name)
         if known is None:
-            member = self.member(name)
-            known = self._is_elf[name] = (
-                not member.is_dir
-                and member.file_size >= len(_ELF_MAGIC)
-                and self.head(name, len(_ELF_MAGIC)) == _ELF_MAGIC
-            )
+            known = self._is_elf[name] = self._starts_elf((name,))[name]
         return known
+
+    def _classify(self) -> None:
+        """Tell every member whether it is ELF, all heads looked at in one batch (once: an
+        audit's thread checking the other members waits for its caller's batch)."""
+        with self._classify_lock:
+            unknown = [m.name for m in self.members if m.name not in self._is_elf]
+            if unknown:
+                self._is_elf.update(self._starts_elf(unknown))
+
+    def _starts_elf(self, names: Sequence[str]) -> dict[str, bool]:
+        members = [self.member(name) for name in names]
+        files = [m.name for m in members if not m.is_dir and m.file_size >= len(_ELF_MAGIC)]
+        heads = self.heads(files, len(_ELF_MAGIC))
+        return {name: heads.get(name) == _ELF_MAGIC for name in names}
 
     @property
     def record_path(self) -> str:
@@ -274,6 +285,7 @@ class WheelArchive(ZipReader):
         stop = threading.Event()
 
         def check() -> None:
+            self._classify()
             for member in self.members:
                 if stop.is_set():
                     return

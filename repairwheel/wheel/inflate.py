@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,42 @@ class Inflater:
             found = ((0, 0), *zip(pairs[::2], pairs[1::2]))
         return Inflated(res.status, res.produced, res.crc, res.err_no, message, value, found)
 
+    def heads(
+        self, fd: int, members: Sequence[HeadQuery], names: bytes, n: int
+    ) -> list[Head | None]:
+        """The first ``n`` bytes (at most HEAD_MAX) of each member in ``fd``, from one call of
+        the C core; a None head is one a short read could not settle (the caller reads it the
+        slow way)."""
+        heads = ffi.new("rw_head[]", len(members))
+        for h, (header_offset, csize, usize, limit, name_at, name_len, deflated) in zip(
+            heads, members
+        ):
+            h.header_offset, h.csize, h.usize, h.limit = header_offset, csize, usize, limit
+            h.name_at, h.name_len, h.deflated = name_at, name_len, deflated
+        lib.rw_member_heads(self.struct, fd, names, heads, len(members), n)
+        return [
+            Head(h.data_offset, ffi.buffer(h.head, h.got)[:])
+            if h.status == lib.RW_HEAD_OK
+            else None
+            for h in heads
+        ]
+
+
+HEAD_MAX = lib.RW_HEAD_MAX
+HEAD_READ = lib.RW_HEAD_READ
+HeadQuery = tuple[int, int, int, int, int, int, bool]
+"""One member for :meth:`Inflater.heads`: its local header's offset, compressed and declared
+sizes, where the next zip record starts, its raw name's offset and length in the names given,
+and whether it is deflated."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where a member's compressed bytes start, and its first bytes."""
+
+    data_offset: int
+    data: bytes
+
 
 BLOCK_SPAN = 256  # compressed bytes per recorded block end that the room is made for
 
@@ -180,11 +217,12 @@ def _function(cdll: ctypes.CDLL, name: str) -> Any:
     return ffi.cast("void (*)(void)", address)
 
 
-def _load(name: str, path: str, flavor: int, names: tuple[str, str, str, str]) -> Inflater:
+def _load(name: str, path: str, flavor: int, names: tuple[str, str, str, str, str]) -> Inflater:
     cdll = ctypes.CDLL(path)
     struct = ffi.new("rw_inflater *")
     struct.flavor = flavor
-    struct.init, struct.inflate, struct.end, struct.crc32 = (_function(cdll, n) for n in names)
+    functions = (_function(cdll, n) for n in names)
+    struct.init, struct.inflate, struct.end, struct.reset, struct.crc32 = functions
     keep: tuple[object, ...] = (cdll,)
     if flavor == lib.RW_ZLIB:
         cdll.zlibVersion.restype = ctypes.c_char_p
@@ -197,13 +235,14 @@ def _load(name: str, path: str, flavor: int, names: tuple[str, str, str, str]) -
 def _zlib_ng() -> Inflater:
     from zlib_ng import zlib_ng
 
-    names = ("zng_inflateInit2", "zng_inflate", "zng_inflateEnd", "zng_crc32")
+    names = ("zng_inflateInit2", "zng_inflate", "zng_inflateEnd", "zng_inflateReset", "zng_crc32")
     return _load("zlib-ng", zlib_ng.__file__, lib.RW_ZNG, names)
 
 
 def _system_zlib() -> Inflater:
     path = ctypes.util.find_library("z") or "libz.so.1"
-    return _load("zlib", path, lib.RW_ZLIB, ("inflateInit2_", "inflate", "inflateEnd", "crc32"))
+    names = ("inflateInit2_", "inflate", "inflateEnd", "inflateReset", "crc32")
+    return _load("zlib", path, lib.RW_ZLIB, names)
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ import stat
 import struct
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -256,6 +256,38 @@ class ZipReader:
                 break
         return out[:n]
 
+    def heads(self, names: Sequence[str], n: int) -> dict[str, bytes]:
+        """The first ``n`` bytes of each member, as :meth:`head` gives them. One call of the C
+        core, which holds no GIL, settles most members; :meth:`head` reads the others (and
+        every one where that inflate cannot be loaded), raising what is wrong with them."""
+        infos = [self._info(name) for name in names]
+        found: dict[str, bytes] = {}
+        engine = inflate.inflater()
+        if engine is not None and 0 < n <= inflate.HEAD_MAX and infos:
+            raw = [_raw_name(info) for info in infos]
+            queries: list[inflate.HeadQuery] = []
+            at = 0
+            for info, name in zip(infos, raw):
+                deflated = info.compress_type == zipfile.ZIP_DEFLATED
+                limit = self._ends[info.filename]
+                queries.append(
+                    (
+                        info.header_offset,
+                        info.compress_size,
+                        info.file_size,
+                        limit,
+                        at,
+                        len(name),
+                        deflated,
+                    )
+                )
+                at += len(name)
+            for info, head in zip(infos, engine.heads(self._fd, queries, b"".join(raw), n)):
+                if head is not None:
+                    self._data_offsets.setdefault(info.filename, head.data_offset)
+                    found[info.filename] = head.data
+        return {name: found[name] if name in found else self.head(name, n) for name in names}
+
     def _error(self, problem: str) -> WheelError:
         return WheelError(f"{self.path.name}: {problem}")
 
@@ -313,6 +345,9 @@ class ZipReader:
     def _check_layout(self, infos: list[zipfile.ZipInfo], start_dir: int) -> dict[str, int]:
         """Bound every member's data by the next local header, so members cannot overlap."""
         ordered = sorted(infos, key=lambda info: info.header_offset)
+        if ordered and ordered[0].header_offset < 0:  # zipfile shifts offsets by a lost prefix
+            name = ordered[0].filename
+            raise self._error(f"member {name!r} would start before the archive does")
         bounds = [info.header_offset for info in ordered[1:]] + [start_dir]
         ends = {}
         for info, end in zip(ordered, bounds):
