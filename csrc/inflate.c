@@ -17,10 +17,10 @@
 /* Compressed bytes read at a time, and inflated bytes written at a time to a descriptor; the
    fuzz build makes them tiny so that small inputs cross many buffer ends. */
 #ifndef RW_IN_CHUNK
-#define RW_IN_CHUNK ((size_t)1 << 20)
+#define RW_IN_CHUNK ((size_t)256 << 10)
 #endif
 #ifndef RW_OUT_WINDOW
-#define RW_OUT_WINDOW ((size_t)4 << 20)
+#define RW_OUT_WINDOW ((size_t)1 << 20)
 #endif
 /* A member written to a descriptor from this size on is hashed and written by a second
    thread, a window behind the inflate (the fuzz build lowers it too). */

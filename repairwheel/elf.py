@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 import mmap
 import os
+import struct
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -167,6 +169,9 @@ class Segment(NamedTuple):
 
 
 PT_LOAD = 1
+_SEGMENT = struct.Struct("=2I5Q")  # rw_segment: native order, no padding on any ABI
+if _SEGMENT.size != ffi.sizeof("rw_segment"):  # pragma: no cover - a compiler padding it
+    raise ImportError("repairwheel._elfcore's rw_segment is not the layout elf.py reads")
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,8 @@ class ElfFile:
     version_need_entries: tuple[VersionNeed, ...]
     version_defs: tuple[str, ...]
     isa_needed: int | None
-    segments: tuple[Segment, ...] = ()
+    # the program headers as the C core's rw_segment array (see ``segments``)
+    segment_table: bytes = field(default=b"", repr=False)
     _source: ElfSource | None = field(default=None, repr=False, compare=False)
     _label: str | None = field(default=None, repr=False, compare=False)
 
@@ -247,6 +253,12 @@ class ElfFile:
             if self.isa_needed & bit:
                 return level
         return None
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The program headers, in file order. They are kept packed, decoded on each call:
+        10000 extensions hold 70000 of them, which took 8.6 MB as tuples."""
+        return tuple(map(Segment._make, _SEGMENT.iter_unpack(self.segment_table)))
 
     def misaligned_loads(self) -> tuple[Segment, ...]:
         """PT_LOAD segments the loader cannot map (p_offset and p_vaddr differ mod p_align)."""
@@ -359,6 +371,13 @@ def _parse(
             lib.rw_elf_free(raw)
 
 
+def _shared(ptr: Any) -> Any:
+    """:func:`_string`, interned: library and version names repeat across a wheel's files
+    (10000 extensions held 70000 copies of a few dozen)."""
+    text = _string(ptr)
+    return text if text is None else sys.intern(text)
+
+
 def _convert(raw: Any, keep: ElfSource | None, label: str | None) -> ElfFile:
     return ElfFile(
         elf_class=raw.elf_class,
@@ -369,19 +388,18 @@ def _convert(raw: Any, keep: ElfSource | None, label: str | None) -> ElfFile:
         flags=raw.flags,
         interpreter=_string(raw.interpreter),
         soname=_string(raw.soname),
-        needed=tuple(_string(raw.needed[i]) for i in range(raw.n_needed)),
-        rpaths=tuple(_string(raw.rpaths[i]) for i in range(raw.n_rpaths)),
-        runpaths=tuple(_string(raw.runpaths[i]) for i in range(raw.n_runpaths)),
+        needed=tuple(_shared(raw.needed[i]) for i in range(raw.n_needed)),
+        rpaths=tuple(_shared(raw.rpaths[i]) for i in range(raw.n_rpaths)),
+        runpaths=tuple(_shared(raw.runpaths[i]) for i in range(raw.n_runpaths)),
         version_need_entries=tuple(
-            VersionNeed(_string(v.file), _string(v.name), v.flags)
+            VersionNeed(_shared(v.file), _shared(v.name), v.flags)
             for v in (raw.verneed[i] for i in range(raw.n_verneed))
         ),
-        version_defs=tuple(_string(raw.verdef[i]) for i in range(raw.n_verdef)),
+        version_defs=tuple(_shared(raw.verdef[i]) for i in range(raw.n_verdef)),
         isa_needed=raw.isa_needed if raw.has_isa_needed else None,
-        segments=tuple(
-            Segment(s.type, s.flags, s.offset, s.vaddr, s.filesz, s.memsz, s.align)
-            for s in (raw.segments[i] for i in range(raw.n_segments))
-        ),
+        segment_table=bytes(ffi.buffer(raw.segments, raw.n_segments * _SEGMENT.size))
+        if raw.n_segments
+        else b"",
         _source=keep,
         _label=label,
     )

@@ -309,6 +309,7 @@ def apply_patches(
     strip_first: bool | Strip = False,
     display_names: Mapping[Path, str] | None = None,
     known: Mapping[Path, ElfFile] | None = None,
+    ranges_from: int = 0,
 ) -> list[PatchReport]:
     """Patch every file, in parallel, and verify each result.
 
@@ -323,6 +324,9 @@ def apply_patches(
     the same pool (strip is a process per file: the batches are then small enough to spread
     over the threads, whatever the patcher), and checks that stripping changed none of the
     facts patching checks; a job whose ops change nothing is then a file only stripped.
+    ``PatchReport.written`` is kept only for files of ``ranges_from`` bytes or more once
+    patched (a repair reuses the old blocks of big members only; 10000 small ones held 10 MB
+    of ranges).
     """
     files = [os.stat(path) for path, _ in jobs]
     if len({(f.st_dev, f.st_ino) for f in files}) != len(files):
@@ -351,12 +355,15 @@ def apply_patches(
     ]
     threads = min(threads, len(batches))
     if threads == 1:  # the work is Python's: threads would only contend for the GIL
-        done = [_patch_batch(patcher, b, ops, names, stripping, facts) for ops, b in batches]
+        done = [
+            _patch_batch(patcher, b, ops, names, stripping, facts, ranges_from)
+            for ops, b in batches
+        ]
         reports = {report.path: report for batch in done for report in batch}
         return [reports[Path(path)] for path, _ in jobs]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         futures = [
-            pool.submit(_patch_batch, patcher, files, ops, names, stripping, facts)
+            pool.submit(_patch_batch, patcher, files, ops, names, stripping, facts, ranges_from)
             for ops, files in batches
         ]
         try:
@@ -378,6 +385,7 @@ def _patch_batch(
     names: Mapping[Path, str],
     stripping: Strip | None,
     known: Mapping[Path, ElfFile],
+    ranges_from: int,
 ) -> list[PatchReport]:
     shown = {path: names.get(path) or os.fspath(path) for path in paths}
     before = {}
@@ -400,16 +408,12 @@ def _patch_batch(
             _check(path, shown[path], ops.expected(before[path]), patcher.name)
     if stripping is not None:
         written = None  # strip rewrote every file
-    return [
-        PatchReport(
-            path,
-            shown[path],
-            sizes[path],
-            os.path.getsize(path),
-            None if written is None else written.get(path),
-        )
-        for path in paths
-    ]
+    reports = []
+    for path in paths:
+        size = os.path.getsize(path)
+        ranges = None if written is None or size < ranges_from else written.get(path)
+        reports.append(PatchReport(path, shown[path], sizes[path], size, ranges))
+    return reports
 
 
 def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> ElfFile:

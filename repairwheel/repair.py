@@ -38,6 +38,7 @@ from .wheel import (
     streams,
 )
 from .wheel.inflate import Blocks
+from .wheel.zipwrite import STREAM_MIN
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def repair_wheel(
             strip_first=staged.strip or False,
             display_names=staged.names,
             known=staged.facts,
+            ranges_from=STREAM_MIN,  # the members whose old blocks _write may reuse
         )
         patched = [r for r in reports if r.path not in staged.strip_only]
         for r in patched:

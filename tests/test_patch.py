@@ -20,7 +20,7 @@ from elftools.elf.elffile import ELFFile
 from repairwheel import tool
 from repairwheel.elf import VersionNeed, read_elf
 from repairwheel.errors import PatchError
-from repairwheel.patch import PatchOps, apply_patches, strip
+from repairwheel.patch import PatchOps, apply_patches, get_patcher, strip
 from repairwheel.patchelf import MIN_PATCHELF, Patchelf, find_patchelf
 
 GRAFTED = "libvers-0123abcd.so.1"
@@ -353,3 +353,20 @@ def test_found_patchelf_is_cached(tmp_path: Path) -> None:
         find_patchelf([fake.parent]) == find_patchelf([fake.parent]) == Patchelf(fake, (0, 19, 3))
     )
     assert log.read_text().splitlines() == ["run"]
+
+
+def test_written_ranges_are_kept_only_from_the_size_asked(
+    ext_runpath: Path, tmp_path: Path
+) -> None:
+    """The built-in patcher's ranges come back for files of ``ranges_from`` bytes or more once
+    patched, and are None below (a repair reuses the blocks of big members only)."""
+    small = _copy(ext_runpath, tmp_path / "a" / "ext.so")
+    big = _copy(ext_runpath, tmp_path / "b" / "ext.so")
+    with open(big, "ab") as fh:  # bytes past the last section: the patch leaves them alone
+        fh.write(bytes(1 << 16))
+    ops = PatchOps(rpath=LIBS_RPATH)
+    reports = apply_patches(get_patcher("builtin"), [(small, ops), (big, ops)], ranges_from=1 << 16)
+    assert reports[0].written is None
+    written = reports[1].written
+    assert written and all(0 <= at and length > 0 for at, length in written)
+    assert read_elf(big).rpath == (LIBS_RPATH,)

@@ -40,6 +40,8 @@ OUT_CHUNK = 8 << 20
 """Inflated bytes produced at a time."""
 _HEAD_READ = 512
 """Compressed bytes read to find a member's first few bytes."""
+HEAD_BATCH = 1024
+"""Members whose heads one call of the C core reads."""
 
 LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 UTF8_NAME = 0x800
@@ -257,36 +259,45 @@ class ZipReader:
         return out[:n]
 
     def heads(self, names: Sequence[str], n: int) -> dict[str, bytes]:
-        """The first ``n`` bytes of each member, as :meth:`head` gives them. One call of the C
-        core, which holds no GIL, settles most members; :meth:`head` reads the others (and
-        every one where that inflate cannot be loaded), raising what is wrong with them."""
-        infos = [self._info(name) for name in names]
+        """The first ``n`` bytes of each member, as :meth:`head` gives them. Calls of the C
+        core, which hold no GIL, settle most members, HEAD_BATCH at a time; :meth:`head` reads
+        the others (and every one where that inflate cannot be loaded), raising what is wrong
+        with them."""
         found: dict[str, bytes] = {}
         engine = inflate.inflater()
-        if engine is not None and 0 < n <= inflate.HEAD_MAX and infos:
-            raw = [_raw_name(info) for info in infos]
-            queries: list[inflate.HeadQuery] = []
-            at = 0
-            for info, name in zip(infos, raw):
-                deflated = info.compress_type == zipfile.ZIP_DEFLATED
-                limit = self._ends[info.filename]
-                queries.append(
-                    (
-                        info.header_offset,
-                        info.compress_size,
-                        info.file_size,
-                        limit,
-                        at,
-                        len(name),
-                        deflated,
-                    )
-                )
-                at += len(name)
-            for info, head in zip(infos, engine.heads(self._fd, queries, b"".join(raw), n)):
-                if head is not None:
-                    self._data_offsets.setdefault(info.filename, head.data_offset)
-                    found[info.filename] = head.data
+        if engine is not None and 0 < n <= inflate.HEAD_MAX:
+            for start in range(0, len(names), HEAD_BATCH):
+                found.update(self._batch_heads(engine, names[start : start + HEAD_BATCH], n))
         return {name: found[name] if name in found else self.head(name, n) for name in names}
+
+    def _batch_heads(
+        self, engine: inflate.Inflater, names: Sequence[str], n: int
+    ) -> dict[str, bytes]:
+        infos = [self._info(name) for name in names]
+        raw = [_raw_name(info) for info in infos]
+        queries: list[inflate.HeadQuery] = []
+        at = 0
+        for info, name in zip(infos, raw):
+            deflated = info.compress_type == zipfile.ZIP_DEFLATED
+            limit = self._ends[info.filename]
+            queries.append(
+                (
+                    info.header_offset,
+                    info.compress_size,
+                    info.file_size,
+                    limit,
+                    at,
+                    len(name),
+                    deflated,
+                )
+            )
+            at += len(name)
+        found = {}
+        for info, head in zip(infos, engine.heads(self._fd, queries, b"".join(raw), n)):
+            if head is not None:
+                self._data_offsets.setdefault(info.filename, head.data_offset)
+                found[info.filename] = head.data
+        return found
 
     def _error(self, problem: str) -> WheelError:
         return WheelError(f"{self.path.name}: {problem}")
