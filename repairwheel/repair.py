@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from .errors import NotPlatformWheelError, ResourceError
 from .patch import PatchReport, Written, apply_patches, choose_strip_level, get_patcher
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
+from .provenance import Provider, find_providers
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
 from .stage import mapped, scratch, spill_folder, stage
@@ -163,6 +164,12 @@ def repair_wheel(
             requires_check=requires_check,
         )
         clock.lap("plan")
+        # The grafts' distro packages (a dpkg or rpm query, 0.1 s) are asked on a thread while
+        # the repair goes on; the SBOM written last takes them.
+        owners = None
+        if plan.grafts:
+            asking = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            owners = asking.submit(find_providers, [g.source for g in plan.grafts])
         small = stack.enter_context(scratch(tmp, archive, report, plan))
         staged = stage(archive, report, plan, tmp, small, level, debug_symbols is not None)
         clock.lap("stage")
@@ -189,7 +196,8 @@ def repair_wheel(
         try:
             # no stripped member reuses old deflate blocks
             known = {} if level is not None else _known_changes(report, staged.files, patched)
-            _write(archive, target, plan, staged.files, wheel_text, compression_level, known)
+            owned = None if owners is None else owners.result()
+            _write(archive, target, plan, staged.files, wheel_text, compression_level, known, owned)
         except OSError as exc:
             reason = f"cannot write: {exc.strerror or exc}"
             raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
@@ -313,8 +321,10 @@ def _write(
     wheel_text: bytes | None,
     level: int,
     reusable: dict[str, _Changes],
+    owners: Mapping[str, Provider | None] | None,
 ) -> None:
-    """Write the repaired wheel: staged files deflated, the rest copied. A big ``reusable``
+    """Write the repaired wheel: staged files deflated, the rest copied, the SBOM naming the
+    grafts' ``owners`` (see :func:`graft_sbom`). A big ``reusable``
     member keeps the old deflate blocks its patch left alone: they are found on a thread of
     their own (from what is known of its changes, else by inflating it again) while the
     members before it are copied."""
@@ -363,5 +373,7 @@ def _write(
                 writer.add(graft.member, data, mode=0o755, level=level)
         if plan.grafts or plan.provided:
             dist = archive.filename
-            sbom = graft_sbom(dist.name, dist.version, target.name, plan.grafts, plan.provided)
+            sbom = graft_sbom(
+                dist.name, dist.version, target.name, plan.grafts, plan.provided, owners
+            )
             writer.add(f"{archive.dist_info}/{SBOM_PATH}", sbom, level=level)

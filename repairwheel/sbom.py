@@ -80,10 +80,12 @@ def graft_sbom(
     output_filename: str,
     grafts: Sequence[Graft],
     provided: Sequence[ProvidedLibrary] = (),
+    owners: Mapping[str, Provider | None] | None = None,
 ) -> bytes:
-    """The SBOM file of a repaired wheel: each graft with the distro package it came from,
-    and the distributions it links libraries from."""
-    providers = find_providers([g.source for g in grafts])
+    """The SBOM file of a repaired wheel: each graft with the distro package it came from
+    (``owners``, what :func:`find_providers` says of the grafts' sources, asked here when not
+    given), and the distributions it links libraries from."""
+    providers = find_providers([g.source for g in grafts]) if owners is None else owners
     grafted = [
         GraftedLib(g.soname, g.source, g.sha256, g.new_soname, providers.get(g.source))
         for g in grafts
