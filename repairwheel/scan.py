@@ -219,7 +219,7 @@ def scan_elf_members(
             return found
     with ThreadPoolExecutor(max_workers=workers) as pool:
         # The biggest library starts at once, then the heads of all other members are looked
-        # at in one batch and the ELF ones follow, largest first.
+        # at by the C core in batches and the ELF ones follow, largest first.
         futures = {}
         if largest is not None:
             futures[largest.name] = pool.submit(_read_member, archive, largest.name, spill_dir)

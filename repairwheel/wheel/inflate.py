@@ -124,6 +124,7 @@ class Inflater:
 
 HEAD_MAX = lib.RW_HEAD_MAX
 HEAD_READ = lib.RW_HEAD_READ
+"""Compressed bytes read for a member's first bytes, by the C core and by ZipReader.head."""
 HeadQuery = tuple[int, int, int, int, int, int, bool]
 """One member for :meth:`Inflater.heads`: its local header's offset, compressed and declared
 sizes, where the next zip record starts, its raw name's offset and length in the names given,

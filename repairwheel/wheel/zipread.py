@@ -38,8 +38,6 @@ CHUNK = 1 << 20
 """Compressed bytes read from the file at a time."""
 OUT_CHUNK = 8 << 20
 """Inflated bytes produced at a time."""
-_HEAD_READ = 512
-"""Compressed bytes read to find a member's first few bytes."""
 HEAD_BATCH = 1024
 """Members whose heads one call of the C core reads."""
 
@@ -244,7 +242,7 @@ class ZipReader:
             return b""
         if info.compress_type == zipfile.ZIP_DEFLATED:
             # One read of the stream's start is almost always enough for a few bytes.
-            raw = self._pread(min(info.compress_size, _HEAD_READ), self._data_offset(info))
+            raw = self._pread(min(info.compress_size, inflate.HEAD_READ), self._data_offset(info))
             try:
                 out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, n)
             except ZlibError as exc:
