@@ -1,7 +1,7 @@
 /*
  * elfbytes: unsigned integers of 1 to 8 bytes in either byte order, read from and
  * written to memory the caller has already bounds-checked.  Shared by the reader
- * (elfcore.c) and the patcher (elfpatch.c).
+ * (elfcore.c), the patcher (elfpatch.c) and the zip local headers inflate.c reads.
  */
 #ifndef REPAIRWHEEL_ELFBYTES_H
 #define REPAIRWHEEL_ELFBYTES_H

@@ -7,6 +7,8 @@
 #define _FILE_OFFSET_BITS 64 /* pread offsets past 2 GiB on 32-bit hosts */
 #include "inflate.h"
 
+#include "elfbytes.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -206,19 +208,29 @@ static int finish(rw_inflate_result *res, int status, int err_no)
     return status;
 }
 
+/* Up to `n` bytes at `off`, fewer where the file ends; -1 on a read error. */
+static ssize_t read_some(int fd, uint8_t *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = pread(fd, buf + done, n - done, (off_t)(off + done));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            break;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
 /* Exactly `n` bytes at `off`; RW_INF_READ with err_no 0 when the file ends first. */
 static int read_at(int fd, uint8_t *buf, size_t n, uint64_t off, rw_inflate_result *res)
 {
-    while (n) {
-        ssize_t got = pread(fd, buf, n, (off_t)off);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return finish(res, RW_INF_READ, got < 0 ? errno : 0);
-        buf += got;
-        n -= (size_t)got;
-        off += (uint64_t)got;
-    }
+    ssize_t got = read_some(fd, buf, n, off);
+    if (got != (ssize_t)n)
+        return finish(res, RW_INF_READ, got < 0 ? errno : 0);
     return RW_INF_OK;
 }
 
@@ -544,26 +556,6 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
 #define LOCAL_SIGNATURE 0x04034b50u
 #define EXTRA_GUESS 64 /* extra-field bytes the first read makes room for */
 
-static uint32_t le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-
-static uint32_t le32(const uint8_t *p) { return le16(p) | le16(p + 2) << 16; }
-
-/* Up to `n` bytes at `off`, fewer where the file ends; -1 on a read error. */
-static ssize_t read_some(int fd, uint8_t *buf, size_t n, uint64_t off)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t got = pread(fd, buf + done, n - done, (off_t)(off + done));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            return -1;
-        if (got == 0)
-            break;
-        done += (size_t)got;
-    }
-    return (ssize_t)done;
-}
 
 /* One member's head (see rw_member_heads): RW_HEAD_OK with h->head and h->data_offset set. */
 static int member_head(stream *s, int fd, const uint8_t *name, rw_head *h, uint32_t want,
@@ -584,10 +576,10 @@ static int member_head(stream *s, int fd, const uint8_t *name, rw_head *h, uint3
     if ((n = read_some(fd, buf, have, h->header_offset)) < LOCAL_HEADER + (ssize_t)h->name_len)
         return RW_HEAD_UNSURE;
     have = (size_t)n;
-    if (le32(buf) != LOCAL_SIGNATURE || le16(buf + 26) != h->name_len ||
+    if (rw_load(buf, 0, 4) != LOCAL_SIGNATURE || rw_load(buf + 26, 0, 2) != h->name_len ||
         memcmp(buf + LOCAL_HEADER, name, h->name_len) != 0)
         return RW_HEAD_UNSURE;
-    data_offset = h->header_offset + LOCAL_HEADER + h->name_len + le16(buf + 28);
+    data_offset = h->header_offset + LOCAL_HEADER + h->name_len + rw_load(buf + 28, 0, 2);
     if (data_offset > h->limit || h->csize > h->limit - data_offset)
         return RW_HEAD_UNSURE;
     base = data_offset - h->header_offset;
