@@ -46,6 +46,7 @@ from hostile_wheels import (
 
 from repairwheel.errors import ResourceError, UsageError, WheelError
 from repairwheel.wheel import (
+    Member,
     WheelArchive,
     WheelFilename,
     WheelWriter,
@@ -111,9 +112,9 @@ def inflations(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     original = WheelArchive._inflate
     original_whole = WheelArchive.inflate_whole
 
-    def counting(self: WheelArchive, info: zipfile.ZipInfo, *args: Any) -> Any:
-        counts[info.filename] += 1
-        return original(self, info, *args)
+    def counting(self: WheelArchive, member: Member, *args: Any) -> Any:
+        counts[member.name] += 1
+        return original(self, member, *args)
 
     def counting_whole(self: WheelArchive, name: str, *args: Any, **kwargs: Any) -> Any:
         if self.member(name).compress_type == zipfile.ZIP_DEFLATED:

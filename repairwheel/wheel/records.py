@@ -17,6 +17,7 @@ _HASH = re.compile(r"[A-Za-z0-9_]+=[A-Za-z0-9_-]+=*")
 _SIZE = re.compile("[0-9]+")
 ALGORITHMS = frozenset(hashlib.algorithms_guaranteed - {"shake_128", "shake_256"})
 """The hash algorithms a RECORD row may use and be checked (``shake_*`` need a length)."""
+_ALGORITHM_NAMES = {name: name for name in ALGORITHMS}  # one string per name, not one per row
 
 
 class RecordInvalid(ValueError):
@@ -34,7 +35,7 @@ class RecordHash:
     def parse(cls, text: str) -> RecordHash:
         """``algorithm=digest`` as RECORD holds it; padding is dropped, as installers do."""
         algorithm, _, value = text.partition("=")
-        return cls(algorithm, value.rstrip("="))
+        return cls(_ALGORITHM_NAMES.get(algorithm, algorithm), value.rstrip("="))
 
     @classmethod
     def of(cls, data: Bytes, algorithm: str = "sha256") -> RecordHash:
@@ -118,23 +119,22 @@ def record_hash(data: Bytes) -> str:
 def parse_record(text: str) -> dict[str, RecordRow]:
     """RECORD's rows by path, in file order; RecordInvalid for a line an installer would refuse
     (not three fields, an empty path, a malformed hash or size, a path listed twice)."""
+    rows: dict[str, RecordRow] = {}
     try:
-        lines = list(csv.reader(io.StringIO(text, newline="")))
+        for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+            if not fields:
+                continue
+            problem = _problem(fields)
+            if problem is None and fields[0] in rows:
+                problem = f"{fields[0]!r} is listed twice"
+            if problem is not None:
+                raise RecordInvalid(f"line {number}: {problem}")
+            path, digest, size = fields
+            rows[path] = RecordRow(
+                path, RecordHash.parse(digest) if digest else None, int(size) if size else None
+            )
     except csv.Error as exc:
         raise RecordInvalid(f"is not valid CSV: {exc}") from None
-    rows: dict[str, RecordRow] = {}
-    for number, fields in enumerate(lines, 1):
-        if not fields:
-            continue
-        problem = _problem(fields)
-        if problem is None and fields[0] in rows:
-            problem = f"{fields[0]!r} is listed twice"
-        if problem is not None:
-            raise RecordInvalid(f"line {number}: {problem}")
-        path, digest, size = fields
-        rows[path] = RecordRow(
-            path, RecordHash.parse(digest) if digest else None, int(size) if size else None
-        )
     return rows
 
 

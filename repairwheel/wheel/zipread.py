@@ -96,6 +96,27 @@ class RawEntry:
     copy: RawCopy | None = field(default=None, compare=False, repr=False)
 
 
+class _Entry:
+    """Where one member lies: its header, where its local header starts and where the next
+    record starts (its data must end by then), the stored name where an installer sees another
+    one, and where its compressed bytes start (-1 until its local header is read)."""
+
+    __slots__ = ("member", "header_offset", "end", "stored_name", "data_offset")
+
+    def __init__(self, member: Member, header_offset: int, end: int, stored_name: str | None):
+        self.member = member
+        self.header_offset = header_offset
+        self.end = end
+        self.stored_name = stored_name
+        self.data_offset = -1
+
+    @property
+    def raw_name(self) -> bytes:
+        """The name's bytes as stored in the archive."""
+        name = self.member.name if self.stored_name is None else self.stored_name
+        return _stored_bytes(name, self.member.flags)
+
+
 class ZipReader:
     """A zip archive opened for reading and validated on open, never extracted.
 
@@ -116,16 +137,25 @@ class ZipReader:
         except OSError as exc:
             raise self._error(f"cannot open: {exc.strerror}") from None
         self._fd = self._file.fileno()
-        self._data_offsets: dict[str, int] = {}
         try:
             infos, start_dir = self._read_directory()
-            self._infos = self._check_members(infos)
-            self._ends = self._check_layout(infos, start_dir)
+            self._check_members(infos)
+            ends = self._check_layout(infos, start_dir)
         except BaseException:
             self._file.close()
             raise
-        self.members = tuple(_member(info) for info in infos)
-        self._members = {member.name: member for member in self.members}
+        # The ZipInfo objects are dropped: one compact entry a member is what reads need.
+        dates: dict[DateTime, DateTime] = {}
+        self.members = tuple(_member(info, dates) for info in infos)
+        self._entries = {
+            member.name: _Entry(
+                member,
+                info.header_offset,
+                end,
+                None if info.orig_filename == member.name else info.orig_filename,
+            )
+            for member, info, end in zip(self.members, infos, ends)
+        }
 
     def __enter__(self: _Reader) -> _Reader:
         return self
@@ -142,26 +172,23 @@ class ZipReader:
         self._file.close()
 
     def __contains__(self, name: object) -> bool:
-        return name in self._members
+        return name in self._entries
 
     def member(self, name: str) -> Member:
-        member = self._members.get(name)
-        if member is None:
-            raise self._error(f"no member {name!r}")
-        return member
+        return self._entry(name).member
 
     def raw_entry(self, name: str) -> RawEntry:
         """The member's header and its compressed bytes in pieces of at most CHUNK bytes."""
-        info = self._info(name)
-        return RawEntry(self.member(name), self._raw_chunks(info, CHUNK), self._copier(info))
+        entry = self._entry(name)
+        return RawEntry(entry.member, self._raw_chunks(entry, CHUNK), self._copier(entry))
 
     def deflate_stream(self, name: str) -> OldStream | None:
         """The member's deflate stream, to reuse its blocks (:mod:`.reuse`); None when it is
         not deflated."""
-        info = self._info(name)
-        if info.compress_type != zipfile.ZIP_DEFLATED:
+        entry = self._entry(name)
+        if entry.member.compress_type != zipfile.ZIP_DEFLATED:
             return None
-        base = self._data_offset(info)
+        base = self._data_offset(entry)
 
         def read(start: int, end: int) -> Iterator[bytes]:
             for position in range(start, end, CHUNK):
@@ -171,7 +198,7 @@ class ZipReader:
                     raise self._error(f"member {name!r} is truncated")
                 yield data
 
-        return OldStream(info.compress_size, read, self._copier(info))
+        return OldStream(entry.member.compress_size, read, self._copier(entry))
 
     def contents(
         self, name: str, raw_chunk: int = CHUNK, out_chunk: int = OUT_CHUNK
@@ -181,7 +208,7 @@ class ZipReader:
         Inflation stops as soon as the output passes the declared size, so a lying header cannot
         make a reader allocate more than it announced. Each piece is at most ``out_chunk`` bytes.
         """
-        return self._contents(self._info(name), raw_chunk, out_chunk)
+        return self._contents(self._entry(name), raw_chunk, out_chunk)
 
     def inflate_whole(
         self,
@@ -199,21 +226,22 @@ class ZipReader:
         engine = inflate.inflater()
         if engine is None:
             return None
-        info = self._info(name)
-        deflated = info.compress_type == zipfile.ZIP_DEFLATED
-        offset = self._data_offset(info)
+        entry = self._entry(name)
+        member = entry.member
+        deflated = member.compress_type == zipfile.ZIP_DEFLATED
+        offset = self._data_offset(entry)
         done = engine.member(
             self._fd,
             offset,
-            info.compress_size,
+            member.compress_size,
             deflated,
-            info.file_size,
+            member.file_size,
             out,
             out_fd,
             sha256,
             blocks,
         )
-        if done.status == inflate.OK and done.crc == info.CRC:
+        if done.status == inflate.OK and done.crc == member.crc:
             return done
         raise self._inflate_error(name, done)
 
@@ -237,17 +265,19 @@ class ZipReader:
 
     def head(self, name: str, n: int) -> bytes:
         """The first ``n`` bytes of the member, inflating only the start of its stream."""
-        info = self._info(name)
+        entry = self._entry(name)
+        member = entry.member
         if n <= 0:
             return b""
-        if info.compress_type == zipfile.ZIP_DEFLATED:
+        if member.compress_type == zipfile.ZIP_DEFLATED:
             # One read of the stream's start is almost always enough for a few bytes.
-            raw = self._pread(min(info.compress_size, inflate.HEAD_READ), self._data_offset(info))
+            start = self._data_offset(entry)
+            raw = self._pread(min(member.compress_size, inflate.HEAD_READ), start)
             try:
                 out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, n)
             except ZlibError as exc:
                 raise self._error(f"member {name!r} is corrupt ({exc})") from None
-            if len(out) >= min(n, info.file_size) and len(out) <= info.file_size:
+            if len(out) >= min(n, member.file_size) and len(out) <= member.file_size:
                 return out
         out = b""
         for piece in self.contents(name, max(n, 4096), max(n, 1)):
@@ -271,38 +301,37 @@ class ZipReader:
     def _batch_heads(
         self, engine: inflate.Inflater, names: Sequence[str], n: int
     ) -> dict[str, bytes]:
-        infos = [self._info(name) for name in names]
-        raw = [_raw_name(info) for info in infos]
+        entries = [self._entry(name) for name in names]
+        raw = [entry.raw_name for entry in entries]
         queries: list[inflate.HeadQuery] = []
         at = 0
-        for info, name in zip(infos, raw):
-            deflated = info.compress_type == zipfile.ZIP_DEFLATED
-            limit = self._ends[info.filename]
+        for entry, name in zip(entries, raw):
+            member = entry.member
             queries.append(
                 (
-                    info.header_offset,
-                    info.compress_size,
-                    info.file_size,
-                    limit,
+                    entry.header_offset,
+                    member.compress_size,
+                    member.file_size,
+                    entry.end,
                     at,
                     len(name),
-                    deflated,
+                    member.compress_type == zipfile.ZIP_DEFLATED,
                 )
             )
             at += len(name)
         found = {}
-        for info, head in zip(infos, engine.heads(self._fd, queries, b"".join(raw), n)):
+        for entry, head in zip(entries, engine.heads(self._fd, queries, b"".join(raw), n)):
             if head is not None:
-                self._data_offsets.setdefault(info.filename, head.data_offset)
-                found[info.filename] = head.data
+                entry.data_offset = head.data_offset
+                found[entry.member.name] = head.data
         return found
 
     def _error(self, problem: str) -> WheelError:
         return WheelError(f"{self.path.name}: {problem}")
 
-    def _info(self, name: str) -> zipfile.ZipInfo:
+    def _entry(self, name: str) -> _Entry:
         try:
-            return self._infos[name]
+            return self._entries[name]
         except KeyError:
             raise self._error(f"no member {name!r}") from None
 
@@ -321,7 +350,7 @@ class ZipReader:
                 raise self._error(f"truncated or corrupt zip archive ({exc})") from None
             raise self._error("not a zip file") from None
 
-    def _check_members(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+    def _check_members(self, infos: list[zipfile.ZipInfo]) -> None:
         """Name every member as an installer sees it (``info.filename`` is set to that name),
         and refuse names that are unsafe, duplicated, or both a file and a directory."""
         by_name: dict[str, zipfile.ZipInfo] = {}
@@ -349,10 +378,10 @@ class ZipReader:
                 prefix = "/".join(parts[:depth])
                 if prefix in files:
                     raise self._error(f"{prefix!r} is both a file and a directory")
-        return by_name
 
-    def _check_layout(self, infos: list[zipfile.ZipInfo], start_dir: int) -> dict[str, int]:
-        """Bound every member's data by the next local header, so members cannot overlap."""
+    def _check_layout(self, infos: list[zipfile.ZipInfo], start_dir: int) -> list[int]:
+        """Bound every member's data by the next local header, so members cannot overlap: where
+        the record after each member (in ``infos``' order) starts."""
         ordered = sorted(infos, key=lambda info: info.header_offset)
         if ordered and ordered[0].header_offset < 0:  # zipfile shifts offsets by a lost prefix
             name = ordered[0].filename
@@ -363,52 +392,49 @@ class ZipReader:
             if info.header_offset + LOCAL_HEADER.size + info.compress_size > end:
                 raise self._error(f"member {info.filename!r} overlaps the next zip record")
             ends[info.filename] = end
-        return ends
+        return [ends[info.filename] for info in infos]
 
-    def _data_offset(self, info: zipfile.ZipInfo) -> int:
+    def _data_offset(self, entry: _Entry) -> int:
         """Where the member's compressed bytes start, from its local header (read once)."""
-        name = info.filename
-        known = self._data_offsets.get(name)
-        if known is not None:
-            return known
-        raw_name = _raw_name(info)
-        header = self._pread(LOCAL_HEADER.size + len(raw_name), info.header_offset)
+        if entry.data_offset >= 0:
+            return entry.data_offset
+        name = entry.member.name
+        raw_name = entry.raw_name
+        header = self._pread(LOCAL_HEADER.size + len(raw_name), entry.header_offset)
         if len(header) < LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise self._error(f"member {name!r} has no local header")
         *_, name_length, extra_length = LOCAL_HEADER.unpack_from(header)
         if name_length != len(raw_name) or header[LOCAL_HEADER.size :] != raw_name:
             raise self._error(f"local header of member {name!r} names another file")
-        offset: int = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
-        if offset + info.compress_size > self._ends[name]:
+        offset: int = entry.header_offset + LOCAL_HEADER.size + name_length + extra_length
+        if offset + entry.member.compress_size > entry.end:
             raise self._error(f"member {name!r} overlaps the next zip record")
-        self._data_offsets[name] = offset
+        entry.data_offset = offset
         return offset
 
-    def _raw_chunks(self, info: zipfile.ZipInfo, chunk: int) -> Iterator[bytes]:
+    def _raw_chunks(self, entry: _Entry, chunk: int) -> Iterator[bytes]:
         """The member's compressed bytes, in pieces of at most ``chunk`` bytes."""
-        start = self._data_offset(info)
-        size = info.compress_size
+        start = self._data_offset(entry)
+        size = entry.member.compress_size
         for position in range(0, size, max(chunk, 1)):
             want = min(chunk, size - position)
             data = self._pread(want, start + position)
             if len(data) != want:
-                raise self._error(f"member {info.filename!r} is truncated")
+                raise self._error(f"member {entry.member.name!r} is truncated")
             yield data
 
-    def _copier(self, info: zipfile.ZipInfo) -> RawCopy:
+    def _copier(self, entry: _Entry) -> RawCopy:
         """The member's :data:`RawCopy`: copy_file_range of its compressed bytes, False when
         the kernel or the filesystems cannot (before anything is written). Other OSErrors
         propagate: they may be the output's (ENOSPC)."""
 
         def copy(start: int, end: int, out_fd: int, out_offset: int) -> bool:
-            return self._copy_raw(info, start, end, out_fd, out_offset)
+            return self._copy_raw(entry, start, end, out_fd, out_offset)
 
         return copy
 
-    def _copy_raw(
-        self, info: zipfile.ZipInfo, start: int, end: int, out_fd: int, out_offset: int
-    ) -> bool:
-        base, done, size = self._data_offset(info) + start, 0, end - start
+    def _copy_raw(self, entry: _Entry, start: int, end: int, out_fd: int, out_offset: int) -> bool:
+        base, done, size = self._data_offset(entry) + start, 0, end - start
         while done < size:
             try:
                 left = size - done
@@ -418,7 +444,7 @@ class ZipReader:
                     return False
                 raise
             if n == 0:
-                raise self._error(f"member {info.filename!r} is truncated")
+                raise self._error(f"member {entry.member.name!r} is truncated")
             done += n
         return True
 
@@ -428,26 +454,25 @@ class ZipReader:
         except OSError as exc:
             raise resource_error(self.path, "cannot read", exc) from None
 
-    def _contents(self, info: zipfile.ZipInfo, raw_chunk: int, out_chunk: int) -> Iterator[bytes]:
-        name = info.filename
-        pieces = self._raw_chunks(info, raw_chunk)
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            pieces = self._inflate(info, pieces, out_chunk)
+    def _contents(self, entry: _Entry, raw_chunk: int, out_chunk: int) -> Iterator[bytes]:
+        member = entry.member
+        name = member.name
+        pieces = self._raw_chunks(entry, raw_chunk)
+        if member.compress_type == zipfile.ZIP_DEFLATED:
+            pieces = self._inflate(member, pieces, out_chunk)
         size = crc = 0
         for piece in pieces:
             size += len(piece)
-            if size > info.file_size:
+            if size > member.file_size:
                 raise self._error(f"member {name!r} inflates beyond its declared size")
             crc = zlib.crc32(piece, crc)
             yield piece
-        if size != info.file_size:
+        if size != member.file_size:
             raise self._error(f"member {name!r} is shorter than its declared size")
-        if crc != info.CRC:
+        if crc != member.crc:
             raise self._error(f"member {name!r} fails its CRC check")
 
-    def _inflate(
-        self, info: zipfile.ZipInfo, pieces: Iterator[bytes], out_chunk: int
-    ) -> Iterator[bytes]:
+    def _inflate(self, member: Member, pieces: Iterator[bytes], out_chunk: int) -> Iterator[bytes]:
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
             for data in pieces:
@@ -457,9 +482,9 @@ class ZipReader:
                 if inflater.eof:
                     return
         except ZlibError as exc:
-            raise self._error(f"member {info.filename!r} is corrupt ({exc})") from None
-        if info.compress_size or info.file_size:
-            raise self._error(f"member {info.filename!r} has a truncated deflate stream")
+            raise self._error(f"member {member.name!r} is corrupt ({exc})") from None
+        if member.compress_size or member.file_size:
+            raise self._error(f"member {member.name!r} has a truncated deflate stream")
 
 
 def unsafe_name(name: str) -> str | None:
@@ -509,15 +534,17 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _member(info: zipfile.ZipInfo) -> Member:
+def _member(info: zipfile.ZipInfo, dates: dict[DateTime, DateTime]) -> Member:
+    """The member's header; ``dates`` shares one tuple among the members of a date."""
     year, month, day, hour, minute, second = info.date_time
+    date_time = (year, month, day, hour, minute, second)
     return Member(
         name=info.filename,
         compress_type=info.compress_type,
         crc=info.CRC,
         compress_size=info.compress_size,
         file_size=info.file_size,
-        date_time=(year, month, day, hour, minute, second),
+        date_time=dates.setdefault(date_time, date_time),
         external_attr=info.external_attr,
         create_system=info.create_system,
         internal_attr=info.internal_attr,
@@ -526,9 +553,9 @@ def _member(info: zipfile.ZipInfo) -> Member:
     )
 
 
-def _raw_name(info: zipfile.ZipInfo) -> bytes:
-    """The name's bytes as stored, undoing zipfile's decoding."""
-    return info.orig_filename.encode("utf-8" if info.flag_bits & UTF8_NAME else "cp437")
+def _stored_bytes(name: str, flags: int) -> bytes:
+    """A stored name's bytes, undoing zipfile's decoding: UTF-8 where ``flags`` say so."""
+    return name.encode("utf-8" if flags & UTF8_NAME else "cp437")
 
 
 def _unicode_path(info: zipfile.ZipInfo) -> str | None:
@@ -548,7 +575,7 @@ def _unicode_path(info: zipfile.ZipInfo) -> str | None:
         if len(data) < 5:
             raise ValueError("a truncated Unicode Path extra field (0x7075)")
         version, crc = struct.unpack_from("<BL", data)
-        if version != 1 or crc != zlib.crc32(_raw_name(info)):
+        if version != 1 or crc != zlib.crc32(_stored_bytes(info.orig_filename, info.flag_bits)):
             continue
         try:
             name = data[5:].decode("utf-8")
