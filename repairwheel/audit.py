@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from .clock import StageClock, Timings
 from .errors import NotPlatformWheelError, PolicyError, WheelError
 from .graph import resolve_members, roots
 from .host import HostLibrary, library_facts, read_host_libraries
@@ -51,6 +52,9 @@ class WheelReport:
     abi3: Abi3Verdict | None = None  # for a cpXY-abi3 wheel: what keeps that tag from true
     included: tuple[IncludedLibrary, ...] = ()  # --include: libraries it dlopen()s
     verdict_without_include: Verdict | None = None  # the verdict without them (for show)
+    # the audit's stages: "read ELF" (metadata checked, every ELF member inflated and parsed),
+    # "resolve" (dependencies found on the wheel and the host), "decide" (the policies weighed)
+    timings: Timings = ()
 
     @property
     def tag(self) -> str:
@@ -177,8 +181,10 @@ def analyze_wheel(
                 include=include,
             )
     wheel = archive.path.name
+    clock = StageClock()
     archive.check_metadata()
     members = scan_elf_members(archive, spill_dir=spill_dir)
+    clock.lap("read ELF")
     in_purelib = [m.path for m in members if _in_purelib(m.path)]
     if in_purelib:
         raise WheelError(
@@ -201,6 +207,7 @@ def analyze_wheel(
     included = find_included(include, libc, arch, ldpaths, kept[0].elf) if include else ()
     dependencies = resolve_members(kept, libc, arch, ldpaths, exclude, providers, included)
     host_libraries = read_host_libraries(dependencies.values())
+    clock.lap("resolve")
     root_deps = [dependencies[m.path] for m in roots(kept)]
     facts = library_facts(host_libraries)
     verdict = decide(
@@ -240,7 +247,7 @@ def analyze_wheel(
         names = {lib.soname for lib in provided}
         versions = {k: v for k, v in verdict.versioned_symbols.items() if k not in names}
         verdict = replace(verdict, versioned_symbols=versions)
-    return WheelReport(
+    report = WheelReport(
         wheel=wheel,
         path=str(archive.path),
         libc=libc,
@@ -257,6 +264,8 @@ def analyze_wheel(
         included=included,
         verdict_without_include=without_include,
     )
+    clock.lap("decide")
+    return replace(report, timings=clock.timings)
 
 
 def _abi3(filename: WheelFilename, members: Sequence[ElfMember]) -> Abi3Verdict | None:

@@ -83,29 +83,32 @@ def _add_lddtree(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .audit import analyze_wheel
+    from .clock import StageClock
     from .errors import NotPlatformWheelError
     from .show import format_report
     from .wheel import WheelArchive
 
     name = os.path.basename(args.wheel)
+    clock = StageClock()
     try:
         # hash_reads: the audit's reads of the ELF members are compared with RECORD as they
         # go, so verify_record inflates only the other members, once.
-        with (
-            WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive,
-            archive.checking_others() as others_checked,
-        ):
-            report = analyze_wheel(
-                archive,
-                ldpaths=args.ldpaths,
-                exclude=_excluded(args),
-                disable_isa_ext_check=args.disable_isa_ext_check,
-                provided_by=args.provided_by,
-                site_packages=args.site_packages,
-                include=args.include,
-            )
-            others_checked()
-            record_problems = archive.verify_record()
+        with WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive:
+            clock.lap("open")
+            with archive.checking_others() as others_checked:
+                report = analyze_wheel(
+                    archive,
+                    ldpaths=args.ldpaths,
+                    exclude=_excluded(args),
+                    disable_isa_ext_check=args.disable_isa_ext_check,
+                    provided_by=args.provided_by,
+                    site_packages=args.site_packages,
+                    include=args.include,
+                )
+                clock.take(report.timings)
+                others_checked()
+                record_problems = archive.verify_record()
+                clock.lap("record check")
     except NotPlatformWheelError as exc:
         pure = _is_pure_name(name)
         if pure and args.allow_pure_python_wheel:
@@ -119,7 +122,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         raise
     if args.json:
         record = [{"file": p.path, "problem": p.problem, "fatal": p.fatal} for p in record_problems]
-        _print_json({**report.to_json(), "record_problems": record})
+        _print_json({**report.to_json(), "record_problems": record, "timings": clock.stages})
     else:
         print(format_report(report, record_problems))
     return 0

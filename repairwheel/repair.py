@@ -12,13 +12,13 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .audit import WheelReport, analyze_wheel
+from .clock import StageClock, Timings
 from .debuginfo import publish
 from .errors import NotPlatformWheelError, ResourceError
 from .patch import PatchReport, Written, apply_patches, choose_strip_level, get_patcher
@@ -59,7 +59,7 @@ class RepairResult:
     provided: tuple[ProvidedLibrary, ...] = ()  # linked from other distributions (--provided-by)
     pure: bool = False
     patcher: str = "none"  # the patcher that rewrote the ELF files
-    timings: tuple[tuple[str, float], ...] = ()  # (stage, wall-clock seconds), in order
+    timings: Timings = ()  # (stage, wall-clock seconds), in order
     debug_files: tuple[str, ...] = ()  # --debug-symbols: the debug files saved
 
     def to_json(self) -> dict[str, object]:
@@ -129,8 +129,9 @@ def repair_wheel(
     check_lib_sdir(lib_sdir)
     level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
     elf_patcher = get_patcher(patcher)
-    clock = _Clock()
+    clock = StageClock()
     archive = WheelArchive(path, hash_reads=True)
+    clock.lap("open")
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
         spills = stack.enter_context(spill_folder(tmp, archive))
@@ -151,7 +152,7 @@ def repair_wheel(
                 raise
             _make_out_dir(out)
             return _copy_pure(path, out)
-        clock.lap("audit")
+        clock.take(report.timings)
         for member, why in report.ignored:
             log.warning("warning: %s: %s; it is left as it is", member, why)
         policies = choose_policies(report, plat, only_plat=only_plat)
@@ -214,22 +215,8 @@ def repair_wheel(
         ignored=report.ignored,
         provided=plan.provided,
         debug_files=tuple(map(str, debug_files)),
-        timings=tuple(clock.stages.items()),
+        timings=clock.timings,
     )
-
-
-class _Clock:
-    """The wall-clock seconds of each stage of a repair, in order, logged as they end (-v)."""
-
-    def __init__(self) -> None:
-        self.stages: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.stages[stage] = round(now - self._last, 3)
-        self._last = now
-        log.debug("%s took %.3f s", stage, self.stages[stage])
 
 
 def _streams(path: Path) -> bool:

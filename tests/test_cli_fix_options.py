@@ -72,9 +72,29 @@ def test_fix_reports_the_time_of_each_stage(build: Build, tmp_path: Path) -> Non
     elapsed = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr
     timings = json.loads(proc.stdout)[0]["timings"]
-    stages = ["audit", "plan", "stage", "patch", "record check", "write"]
+    stages = [*AUDIT_STAGES, "plan", "stage", "patch", "record check", "write"]
+    _check_timings(timings, stages, elapsed, proc.stderr)
+
+
+AUDIT_STAGES = ["open", "read ELF", "resolve", "decide"]
+
+
+def _check_timings(timings: dict[str, float], stages: list[str], elapsed: float, log: str) -> None:
     assert list(timings) == stages
     assert all(0 <= seconds for seconds in timings.values())
     assert sum(timings.values()) <= elapsed
-    logged = [line for line in proc.stderr.splitlines() if " took " in line]
+    logged = [line for line in log.splitlines() if " took " in line]
     assert [line.split(" took ")[0].removeprefix("DEBUG: ") for line in logged] == stages
+
+
+def test_show_reports_the_time_of_each_stage(build: Build) -> None:
+    """`show -v` logs the audit's stages as they end; `--json` lists them in order."""
+    built = build(
+        WheelSpec(libraries=(Library("a", 1),), extensions=(Extension("demo._ext", ("a",)),))
+    )
+    started = time.perf_counter()
+    proc = repairwheel_cli("show", "-v", "--json", "--ldpaths", str(built.lib_dir), str(built.path))
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    timings = json.loads(proc.stdout)["timings"]
+    _check_timings(timings, [*AUDIT_STAGES, "record check"], elapsed, proc.stderr)
