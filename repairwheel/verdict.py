@@ -14,10 +14,12 @@ as it is.
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .policy import MIN_GRAFT_API_LEVEL, Policy, android_system_level
 from .providers import ProvidedLibrary
@@ -219,39 +221,61 @@ def external_closure(
     return found
 
 
-def _symbol_blockers(
-    policy: Policy,
-    arch: str,
-    sources: Iterable[tuple[str, ElfMember]],
-    shipped: frozenset[str] = frozenset(),
-) -> list[Blocker]:
-    """Versions ``policy`` does not allow, with the file and library needing each; those
-    needed from a ``shipped`` library (--include) are the graft's, not the system's."""
+_Versioned = tuple[tuple[str, frozenset[str]], ...]
+
+
+class _Needs(NamedTuple):
+    """A file's symbol-version needs, sorted once for every policy to look at: library ->
+    versions, the ``shipped`` libraries (--include) left out (their versions are the graft's,
+    not the system's)."""
+
+    file: str
+    member: ElfMember
+    versioned: _Versioned
+
+    @classmethod
+    def of(
+        cls,
+        file: str,
+        member: ElfMember,
+        shipped: frozenset[str],
+        shared: dict[_Versioned, _Versioned],
+    ) -> _Needs:
+        """``shared`` holds one copy of each distinct need (10000 extensions have a few)."""
+        items = sorted(member.versioned_symbols.items())
+        versioned = tuple(item for item in items if item[0] not in shipped)
+        return cls(file, member, shared.setdefault(versioned, versioned))
+
+
+def _symbol_blockers(policy: Policy, arch: str, sources: Iterable[_Needs]) -> list[Blocker]:
+    """Versions ``policy`` does not allow, with the file and library needing each."""
     blockers: list[Blocker] = []
     verdicts: dict[frozenset[str], tuple[str, ...]] = {}  # files mostly share their needs
-    for file, member in sources:
-        for library, versions in sorted(member.versioned_symbols.items()):
-            if library in shipped:
-                continue
+    for needs in sources:
+        for library, versions in needs.versioned:
             if versions not in verdicts:
                 verdicts[versions] = policy.disallowed_versions(arch, versions)
             for version in verdicts[versions]:
                 blockers.append(
                     Blocker(
                         BlockerKind.SYMBOL_VERSION,
-                        file,
+                        needs.file,
                         library,
                         version,
-                        member.symbols_by_version.get(version, ()),
+                        needs.member.symbols_by_version.get(version, ()),
                     )
                 )
     return blockers
 
 
-def _blacklist_blockers(policy: Policy, roots: Iterable[ElfMember]) -> list[Blocker]:
+def _blacklist_blockers(
+    policy: Policy, roots: Iterable[tuple[ElfMember, frozenset[str]]]
+) -> list[Blocker]:
+    """The blacklisted symbols each root (with its DT_NEEDED names as a set) takes from a
+    library ``policy`` blacklists them in."""
     blockers = []
-    for member in roots:
-        for library in sorted(set(policy.blacklist) & set(member.elf.needed)):
+    for member, needed in roots:
+        for library in sorted(needed.intersection(policy.blacklist)):
             banned = policy.blacklist[library]
             hits = banned & member.undefined
             if "*" in banned:
@@ -305,7 +329,13 @@ def decide(
     ordered = sorted(policies, key=lambda p: -p.priority)
     linux = next(p for p in ordered if p.priority == 0)
     candidates = list(itertools.takewhile(lambda p: p is not linux, ordered))
-    reach = {policy.name: _reach(roots, policy) for policy in candidates}
+    groups = _share_resolution(roots)
+
+    @functools.cache
+    def places() -> dict[str, int]:  # only where roots of two groups need one library
+        return {deps.member.path: i for i, deps in enumerate(roots)}
+
+    reach = {policy.name: _reach(groups, places, policy) for policy in candidates}
     isa_blockers: dict[str, list[Blocker]] = {}
     if disable_isa_ext_check:
         isa_cap = ordered[0]
@@ -316,25 +346,34 @@ def decide(
     abi_blockers = [Blocker(BlockerKind.PYFPE, m.path) for m in all_members if m.uses_pyfpe]
     abi_blockers += [Blocker(BlockerKind.UCS2, m.path) for m in all_members if m.uses_ucs2]
 
-    wheel_sources = [(m.path, m) for m in all_members]
     shipped = frozenset(n for deps in roots for n in deps.included)  # their versions are ours
+    distinct: dict[_Versioned, _Versioned] = {}
+    wheel_sources = [_Needs.of(m.path, m, shipped, distinct) for m in all_members]
+    needed_sets: dict[tuple[str, ...], frozenset[str]] = {}  # one set per distinct DT_NEEDED
+    root_needed = []
+    for deps in roots:
+        needed = deps.member.elf.needed
+        if needed not in needed_sets:
+            needed_sets[needed] = frozenset(needed)
+        root_needed.append((deps.member, needed_sets[needed]))
     in_wheel = {posixpath.basename(m.path): m.path for m in all_members}
     in_wheel.update({m.elf.soname: m.path for m in all_members if m.elf.soname})
     checks: list[PolicyCheck] = []
     grafts: dict[tuple[str, str, str | None], Blocker] = {}
     sym_best: Policy = linux
-    sym_versions = _versions_of(wheel_sources, shipped)
+    wheel_versions = _versions_of(wheel_sources)
+    sym_versions = wheel_versions
     for policy in candidates:
         external = reach[policy.name].external
         grafted = [
-            (d.path, host_facts[d.path])
+            _Needs.of(d.path, host_facts[d.path], shipped, distinct)
             for d in external.values()
             if d.path is not None and d.path in host_facts
         ]
-        symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted], shipped)
+        symbol_blockers = _symbol_blockers(policy, arch, [*wheel_sources, *grafted])
         if sym_best is linux:
             # Reported versions: those of the best policy's repair, else of the newest policy's.
-            sym_versions = _versions_of([*wheel_sources, *grafted], shipped)
+            sym_versions = _versions_of(grafted, wheel_versions)
             if not symbol_blockers:
                 sym_best = policy
         other_blockers = [*isa_blockers.get(policy.name, ()), *abi_blockers]
@@ -343,7 +382,7 @@ def decide(
                 policy,
                 arch,
                 reach[policy.name],
-                roots,
+                root_needed,
                 in_wheel,
                 symbol_blockers,
                 other_blockers,
@@ -366,18 +405,36 @@ def decide(
     )
 
 
-def _reach(roots: Sequence[MemberDeps], policy: Policy) -> _Reach:
-    reach = _Reach({}, {})
-    closures: dict[int, dict[str, Dependency]] = {}  # roots often share one resolution
+def _share_resolution(roots: Sequence[MemberDeps]) -> list[tuple[MemberDeps, list[str]]]:
+    """The roots in groups that share one resolution (one ``libraries`` mapping: so one
+    closure under every whitelist), in the order each group first appears: the group's first
+    root and the paths of all of its roots, in order."""
+    groups: dict[int, tuple[MemberDeps, list[str]]] = {}
     for deps in roots:
-        key = id(deps.libraries)
-        if key not in closures:
-            closures[key] = external_closure(
-                deps, policy.whitelist, allow_libpython=policy.keeps_libpython
-            )
-        for name, dep in closures[key].items():
+        groups.setdefault(id(deps.libraries), (deps, []))[1].append(deps.member.path)
+    return list(groups.values())
+
+
+def _reach(
+    groups: Sequence[tuple[MemberDeps, list[str]]],
+    places: Callable[[], Mapping[str, int]],
+    policy: Policy,
+) -> _Reach:
+    """What the roots (:func:`_share_resolution`'s groups; ``places``: each root's place
+    among them) load from outside the wheel under ``policy``: in first-needed order, each
+    library with the roots needing it, in root order."""
+    reach = _Reach({}, {})
+    needing: dict[str, list[list[str]]] = {}
+    for deps, paths in groups:
+        closure = external_closure(deps, policy.whitelist, allow_libpython=policy.keeps_libpython)
+        for name, dep in closure.items():
             reach.external.setdefault(name, dep)
-            reach.needers.setdefault(name, []).append(deps.member.path)
+            needing.setdefault(name, []).append(paths)
+    for name, lists in needing.items():
+        if len(lists) == 1:
+            reach.needers[name] = list(lists[0])
+        else:
+            reach.needers[name] = sorted(itertools.chain(*lists), key=places().__getitem__)
     return reach
 
 
@@ -385,13 +442,14 @@ def _check(
     policy: Policy,
     arch: str,
     reach: _Reach,
-    roots: Sequence[MemberDeps],
+    roots: Sequence[tuple[ElfMember, frozenset[str]]],
     in_wheel: Mapping[str, str],
     symbol_blockers: list[Blocker],
     other_blockers: list[Blocker],
     grafts: dict[tuple[str, str, str | None], Blocker],
 ) -> PolicyCheck:
-    """One policy's outcome. ``other_blockers`` (ISA, interpreter ABI) come last, after the
+    """One policy's outcome (``roots``: each root file with its DT_NEEDED names as a set).
+    ``other_blockers`` (ISA, interpreter ABI) come last, after the
     symbol versions, the blacklist and the missing libraries. ``grafts`` holds the
     would-be-grafted entries made so far, shared by every policy's check (10000 extensions
     linking two libraries under 16 policies would otherwise hold 320000 of them)."""
@@ -427,7 +485,7 @@ def _check(
     ]
     blockers = [
         *symbol_blockers,
-        *_blacklist_blockers(policy, (d.member for d in roots)),
+        *_blacklist_blockers(policy, roots),
         *missing,
         *other_blockers,
     ]
@@ -457,13 +515,13 @@ def _graft(
 
 
 def _versions_of(
-    sources: Iterable[tuple[str, ElfMember]], shipped: frozenset[str] = frozenset()
+    sources: Iterable[_Needs], base: Mapping[str, set[str]] | None = None
 ) -> dict[str, set[str]]:
-    result: dict[str, set[str]] = {}
-    for _, member in sources:
-        for library, versions in member.versioned_symbols.items():
-            if library not in shipped:
-                result.setdefault(library, set()).update(versions)
+    """Library -> every version the sources need from it, added to a copy of ``base``."""
+    result = {library: set(versions) for library, versions in (base or {}).items()}
+    for needs in sources:
+        for library, versions in needs.versioned:
+            result.setdefault(library, set()).update(versions)
     return result
 
 

@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from wheelbuild import Build, Extension, Library, WheelSpec
 
 from repairwheel import audit, graph
 from repairwheel.elf import read_elf, read_elf_and_symbols
 from repairwheel.errors import PolicyError
 from repairwheel.resolve import HostFilesystem, loader_config, resolve
 from repairwheel.scan import ElfMember, facts_from_symbols
+from repairwheel.verdict import BlockerKind
 
 ARCH = read_elf(sys.executable).arch or ""
 _EI_OSABI = 7
@@ -201,3 +203,28 @@ def test_missing_library_blocker_says_what_was_found_where(tmp_path: Path) -> No
     assert policy["blockers"][0]["rejected"] == [
         f"{script} is a linker script, not a shared library"
     ]
+
+
+def test_files_needing_a_graft_are_listed_in_wheel_order_across_resolutions(
+    build: Build,
+) -> None:
+    """Roots that share a resolution are weighed once per policy; a library that roots of
+    several resolutions need still lists its files in the wheel's order."""
+    exts = (
+        Extension("demo.one", ("a",)),
+        Extension("demo.two", ("a", "b")),
+        Extension("demo.three", ("a",)),
+        Extension("demo.four", ("b", "a")),
+    )
+    built = build(WheelSpec(libraries=(Library("a", 1), Library("b", 2)), extensions=exts))
+    report = audit.analyze_wheel(built.path, ldpaths=str(built.lib_dir))
+    order = [m.path for m in report.members]
+    paths = sorted((e.member for e in exts), key=order.index)
+    assert len({id(report.dependencies[p].libraries) for p in paths}) >= 2  # several merge
+    needing_b = [p for p in paths if "two" in p or "four" in p]
+    for check in report.verdict.checks[:-1]:  # every policy but linux grafts both
+        grafts = [b for b in check.as_is_blockers if b.kind == BlockerKind.EXTERNAL_LIBRARY]
+        files = {
+            lib: [b.file for b in grafts if b.library == lib] for lib in ("liba.so.1", "libb.so.1")
+        }
+        assert files == {"liba.so.1": paths, "libb.so.1": needing_b}, check.tag
