@@ -449,10 +449,10 @@ def _check(
     grafts: dict[tuple[str, str, str | None], Blocker],
 ) -> PolicyCheck:
     """One policy's outcome (``roots``: each root file with its DT_NEEDED names as a set).
-    ``other_blockers`` (ISA, interpreter ABI) come last, after the
-    symbol versions, the blacklist and the missing libraries. ``grafts`` holds the
-    would-be-grafted entries made so far, shared by every policy's check (10000 extensions
-    linking two libraries under 16 policies would otherwise hold 320000 of them)."""
+    ``other_blockers`` (ISA, interpreter ABI) come last, after the symbol versions, the
+    blacklist and the missing libraries. ``grafts`` holds the would-be-grafted entries made
+    so far, shared by every policy's check (10000 extensions linking two libraries under 16
+    policies would otherwise hold 320000 of them)."""
     external, needers = reach.external, reach.needers
     level = policy.api_level
     too_new: dict[str, str] = {}  # Android: soname -> why this API level cannot have it
