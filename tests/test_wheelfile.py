@@ -405,6 +405,11 @@ BAD: dict[str, tuple[Iterable[Entry], Callable[[Path], object] | None, str]] = {
     "symlink": ([(symlink_info(), b"/etc/passwd")], None, "symbolic link"),
     "dir-is-file": ([("demo/x", b""), ("demo/x/", b"")], None, "both a file and a directory"),
     "file-under-file": ([("demo/x", b""), ("demo/x/y.py", b"")], None, "both a file and"),
+    "file-deep-under-file": (
+        [("demo/x/y", b""), ("demo/x/y/z/w.py", b"")],
+        None,
+        "'demo/x/y' is both a file and a directory",
+    ),
     "encrypted": ((), lambda p: patch_member(p, "demo/data.bin", flags=1), "encrypted"),
     "bzip2": ([(info("demo/b.py", zipfile.ZIP_BZIP2), b"x")], None, "compression method 12"),
     "no-dist-info": ((), lambda p: replace_bytes(p, b".dist-info", b".dist-infX"), "no .dist-info"),
