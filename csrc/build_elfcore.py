@@ -17,7 +17,7 @@ from cffi import FFI
 CSRC = pathlib.Path(__file__).resolve().parent
 
 
-HEADERS = ("elfcore.h", "elfpatch.h", "inflate.h")
+HEADERS = ("elfcore.h", "elfpatch.h", "inflate.h", "deflate.h")
 
 
 def _cdef() -> str:
@@ -37,7 +37,10 @@ ffibuilder.set_source(
     "repairwheel._elfcore",
     "".join(f'#include "{name}"\n' for name in HEADERS),
     # setuptools refuses absolute source paths; the build runs from the project root.
-    sources=[os.path.relpath(CSRC / name) for name in ("elfcore.c", "elfpatch.c", "inflate.c")],
+    sources=[
+        os.path.relpath(CSRC / name)
+        for name in ("elfcore.c", "elfpatch.c", "inflate.c", "deflate.c")
+    ],
     include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-pthread"],
     extra_link_args=["-pthread"],  # inflate.c hashes and writes big members on a second thread

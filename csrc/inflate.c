@@ -1,13 +1,12 @@
 /*
- * inflate: see inflate.h.  The two stream layouts are zlib-ng's zng_stream and
- * zlib's z_stream as their headers define them; only the fields up to `msg`
- * are touched after init.
+ * inflate: see inflate.h.  The two stream layouts are in zstream.h.
  */
 #define _XOPEN_SOURCE 700
 #define _FILE_OFFSET_BITS 64 /* pread offsets past 2 GiB on 32-bit hosts */
 #include "inflate.h"
 
 #include "elfbytes.h"
+#include "zstream.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,39 +45,6 @@
 #define Z_BUF_ERROR_ (-5)
 #define RAW_DEFLATE (-15)
 
-typedef struct {
-    const uint8_t *next_in;
-    uint32_t avail_in;
-    size_t total_in;
-    uint8_t *next_out;
-    uint32_t avail_out;
-    size_t total_out;
-    const char *msg;
-    void *state;
-    void *zalloc;
-    void *zfree;
-    void *opaque;
-    int data_type;
-    uint32_t adler;
-    unsigned long reserved;
-} zng_stream_;
-
-typedef struct {
-    const uint8_t *next_in;
-    unsigned int avail_in;
-    unsigned long total_in;
-    uint8_t *next_out;
-    unsigned int avail_out;
-    unsigned long total_out;
-    const char *msg;
-    void *state;
-    void *zalloc;
-    void *zfree;
-    void *opaque;
-    int data_type;
-    unsigned long adler;
-    unsigned long reserved;
-} z_stream_;
 
 typedef int (*digest_fn)(void *, const void *, size_t);
 typedef int32_t (*zng_init_fn)(zng_stream_ *, int32_t);

@@ -5,8 +5,8 @@
 #   bash fuzz/run.sh [SECONDS] [libFuzzer flags...]   fuzz for SECONDS in all (default 120)
 #   bash fuzz/run.sh --make-seeds                     rebuild fuzz/seeds/ with gcc
 #
-# Four targets, each built native and -m32 (i386 compiler-rt, in Debian's
-# libclang-rt-14-dev; lib32z1-dev for fuzz_inflate):
+# Five targets, each built native and -m32 (i386 compiler-rt, in Debian's
+# libclang-rt-14-dev; lib32z1-dev for fuzz_inflate and fuzz_deflate):
 #   fuzz_elfcore   raw bytes (-max_len=65536), parsed, then patched with fixed ops; corpus
 #                  from fuzz/seeds/ and tests/data/fuzz/ (but its *.recipe);
 #   fuzz_elfgen    structure-aware: the input is a recipe that csrc/fuzz_elfgen.h turns
@@ -18,10 +18,12 @@
 #                  tests/data/fuzz/*.recipe.
 #   fuzz_inflate   csrc/inflate.c with tiny buffers: a zip member's declared size and
 #                  method, then its bytes, inflated and checked against zlib's own inflate.
+#   fuzz_deflate   csrc/deflate.c: a level and buffers, deflated in one batch with zlib;
+#                  each stream must inflate back, its CRC and digest must be right.
 # Every run first replays fuzz/seeds/, tests/data/fuzz/ and fuzz/recipes/ file by file
 # (no truncation) under each build, then fuzzes native for 60% of SECONDS and -m32 for
 # the rest, on 2 cores: fuzz_elfpatch for the whole of a build's time beside fuzz_elfgen,
-# fuzz_elfcore and fuzz_inflate for a third of it each.
+# fuzz_elfcore and fuzz_inflate for 30% of it each and fuzz_deflate for the last 10%.
 #
 # Build products and the working corpora live in $FUZZ_WORK (default build/fuzz,
 # which git ignores), so the corpora grow across runs.  Exits non-zero on any crash,
@@ -136,7 +138,7 @@ if [[ ! "$seconds" =~ ^[0-9]+$ ]]; then
 fi
 shift || true
 mkdir -p "$work/corpus" "$work/corpus-gen" "$work/corpus-patch" "$work/corpus-inflate" \
-    "$work/artifacts"
+    "$work/corpus-deflate" "$work/artifacts"
 flags=(-g -O1 -std=c99 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
     -I"$root/csrc")
 m32="${FUZZ_M32:-auto}"
@@ -154,14 +156,16 @@ builds=(native)
 [[ "$m32" == 1 ]] && builds+=(m32)
 # The C sources each target links besides its own.
 declare -A sources=([elfcore]="elfcore.c elfpatch.c" [elfgen]="elfcore.c"
-    [elfpatch]="elfcore.c elfpatch.c" [inflate]="inflate.c")
-# What a target needs besides: fuzz_inflate checks against zlib, with tiny buffers.
-declare -A extra=([inflate]="-DRW_IN_CHUNK=7 -DRW_OUT_WINDOW=13 -DRW_DRAIN_MIN=40 -pthread -lz")
+    [elfpatch]="elfcore.c elfpatch.c" [inflate]="inflate.c" [deflate]="deflate.c")
+# What a target needs besides: fuzz_inflate checks against zlib, with tiny buffers;
+# fuzz_deflate deflates with zlib, in tiny blocks.
+declare -A extra=([inflate]="-DRW_IN_CHUNK=7 -DRW_OUT_WINDOW=13 -DRW_DRAIN_MIN=40 -pthread -lz"
+    [deflate]="-DRW_BLOCK=4099 -lz")
 pids=()
 for build in "${builds[@]}"; do
     arch=()
     [[ "$build" == m32 ]] && arch=(-m32)
-    for target in elfcore elfgen elfpatch inflate; do
+    for target in elfcore elfgen elfpatch inflate deflate; do
         srcs=()
         for src in ${sources[$target]}; do srcs+=("$root/csrc/$src"); done
         # shellcheck disable=SC2086
@@ -183,6 +187,8 @@ cp "${raw_inputs[@]}" "$work/corpus/"
 cp "${recipes[@]}" "$work/corpus-gen/"
 cp "${recipes[@]}" "$work/corpus-patch/"
 cp "$root"/fuzz/seeds-inflate/* "$work/corpus-inflate/"  # deflate streams of many blocks
+# Bytes to deflate: the ELF seeds and the streams, as levels, flags and jobs of all sizes.
+cp "$root"/fuzz/seeds/* "$root"/fuzz/seeds-inflate/* "$work/corpus-deflate/"
 
 status=0
 # Replay every committed input whole, under every build.
@@ -226,15 +232,20 @@ for build in "${builds[@]}"; do
     secs="$native_secs"
     [[ "$build" == m32 ]] && secs=$((seconds - native_secs))
     [[ "$secs" -lt 2 ]] && secs=2
-    # Two lanes: the patcher for the whole time; the readers' three targets a third each.
+    # Two lanes: the patcher for the whole time; in the other, the readers' three targets
+    # 30% each and the deflate batch (a thin wrapper around zlib) the rest.
     fuzz elfpatch "$build" "$secs" 16384 "$work/corpus-patch" "$@" &
     patch=$!
     {
         rc=0
-        fuzz elfgen "$build" $((secs / 3)) 16384 "$work/corpus-gen" "$@" || rc=1
-        fuzz elfcore "$build" $((secs / 3)) 65536 "$work/corpus" "$@" || rc=1
-        fuzz inflate "$build" $((secs - 2 * (secs / 3))) 65536 "$work/corpus-inflate" "$@" ||
-            rc=1
+        third=$((secs * 3 / 10))
+        [[ "$third" -lt 1 ]] && third=1
+        fuzz elfgen "$build" "$third" 16384 "$work/corpus-gen" "$@" || rc=1
+        fuzz elfcore "$build" "$third" 65536 "$work/corpus" "$@" || rc=1
+        fuzz inflate "$build" "$third" 65536 "$work/corpus-inflate" "$@" || rc=1
+        deflate_secs=$((secs - 3 * third))
+        [[ "$deflate_secs" -lt 1 ]] && deflate_secs=1
+        fuzz deflate "$build" "$deflate_secs" 65536 "$work/corpus-deflate" "$@" || rc=1
         exit "$rc"
     } &
     reader=$!
@@ -245,6 +256,7 @@ for build in "${builds[@]}"; do
     report elfgen "$build"
     report elfcore "$build"
     report inflate "$build"
+    report deflate "$build"
     if [[ $status -ne 0 ]]; then break; fi
 done
 echo "corpus: $(find "$work/corpus" -type f | wc -l) files," \

@@ -26,7 +26,8 @@ for compiler in gcc clang; do
             # then the fuzz sources (compiled only: linking them needs libFuzzer), then the
             # recipe tool.
             ok=1
-            for src in elfcore elfpatch inflate fuzz_elfcore fuzz_elfgen fuzz_elfpatch fuzz_inflate; do
+            for src in elfcore elfpatch inflate deflate fuzz_elfcore fuzz_elfgen fuzz_elfpatch \
+                fuzz_inflate fuzz_deflate; do
                 "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -c \
                     "$root/csrc/$src.c" -o "$out/$src.o" || ok=0
             done

@@ -10,6 +10,7 @@ table moved instead (an executable then pads, to keep it where old kernels look 
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,7 +52,7 @@ class BuiltinPatcher:
     def patch(
         self, paths: Sequence[Path], ops: PatchOps, names: Mapping[Path, str]
     ) -> dict[Path, Written]:
-        edits = _Edits(ops)  # converted once for the whole batch
+        edits = _edits(ops)
         return {
             path: _patch_file(path, edits, names.get(path) or os.fspath(path)).written
             for path in paths
@@ -89,9 +90,16 @@ class _Edits:
 
 def patch_bytes(
     data: bytes | bytearray | memoryview, ops: PatchOps, *, name: str = "<buffer>"
-) -> bytes:
+) -> bytearray:
     """The patched copy of an ELF image held in memory."""
-    return bytes(_patched(data, _Edits(ops), name)[0])
+    return _patched(data, _edits(ops), name)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _edits(ops: PatchOps) -> _Edits:
+    """``ops`` converted once for every file it patches (a wheel of 3000 extensions has a few
+    distinct ones)."""
+    return _Edits(ops)
 
 
 def _patched(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .elf import ElfFile, VersionNeed, read_elf
+from .elf import ElfFile, ElfSource, VersionNeed, read_elf
 from .errors import ElfError, PatchError, UsageError
 from .tool import run_tool
 
@@ -182,7 +182,7 @@ class PatchReport:
     says (None: anywhere, e.g. an external tool's or strip's rewrite).
     """
 
-    path: Path
+    path: Path | None  # None: a member patched in memory (patch_buffer)
     display_name: str
     size_before: int
     size_after: int
@@ -416,9 +416,26 @@ def _patch_batch(
     return reports
 
 
-def _check(path: Path, name: str, expectation: Expectation, patcher: str) -> ElfFile:
+def patch_buffer(
+    data: bytearray, ops: PatchOps, name: str, before: ElfFile | None = None
+) -> tuple[bytearray, PatchReport]:
+    """Patch an ELF image held in memory with the built-in patcher and verify the result as
+    :func:`apply_patches` verifies a file; ``before`` is what is already known of ``data``
+    (else it is read). PatchError names ``name``."""
+    from .elfpatch import patch_bytes
+
     try:
-        after = read_elf(path, name=name)
+        facts = before or read_elf(data, name=name)
+    except ElfError as exc:
+        raise PatchError(f"cannot patch {exc}") from exc
+    out = data if ops.changes_nothing else patch_bytes(data, ops, name=name)
+    _check(out, name, ops.expected(facts), "builtin")
+    return out, PatchReport(None, name, len(data), len(out))
+
+
+def _check(source: ElfSource, name: str, expectation: Expectation, patcher: str) -> ElfFile:
+    try:
+        after = read_elf(source, name=name)
     except ElfError as exc:
         raise PatchError(f"{patcher} wrote an unreadable file: {exc}") from exc
     problems = expectation.mismatches(after)

@@ -20,14 +20,22 @@ from pathlib import Path
 from .audit import WheelReport, analyze_wheel
 from .clock import StageClock, Timings
 from .debuginfo import publish
+from .elfpatch import BuiltinPatcher
 from .errors import NotPlatformWheelError, ResourceError
-from .patch import PatchReport, Written, apply_patches, choose_strip_level, get_patcher
+from .patch import (
+    PatchReport,
+    Written,
+    apply_patches,
+    choose_strip_level,
+    get_patcher,
+    patch_buffer,
+)
 from .plan import Graft, RepairPlan, check_lib_sdir, choose_policies, make_plan
 from .progress import Progress
 from .provenance import Provider, find_providers
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
-from .stage import mapped, scratch, spill_folder, stage
+from .stage import InMemory, mapped, scratch, spill_folder, stage
 from .wheel import (
     Reuse,
     WheelArchive,
@@ -172,7 +180,9 @@ def repair_wheel(
             asking = stack.enter_context(ThreadPoolExecutor(max_workers=1))
             owners = asking.submit(find_providers, [g.source for g in plan.grafts])
         small = stack.enter_context(scratch(tmp, archive, report, plan))
-        staged = stage(archive, report, plan, tmp, small, level, debug_symbols is not None)
+        buffers = isinstance(elf_patcher, BuiltinPatcher)
+        debug = debug_symbols is not None
+        staged = stage(archive, report, plan, tmp, small, level, debug, in_memory=buffers)
         clock.lap("stage")
         reports = apply_patches(
             elf_patcher,
@@ -198,7 +208,10 @@ def repair_wheel(
             # no stripped member reuses old deflate blocks
             known = {} if level is not None else _known_changes(report, staged.files, patched)
             owned = None if owners is None else owners.result()
-            _write(archive, target, plan, staged.files, wheel_text, compression_level, known, owned)
+            changes = _Changed(staged.files, staged.in_memory, known)
+            patched += _write(archive, target, plan, changes, wheel_text, compression_level, owned)
+            rank = {p.member: i for i, p in enumerate(plan.patches)}  # the grafts' come last
+            patched.sort(key=lambda r: rank.get(r.display_name, len(rank)))
         except OSError as exc:
             reason = f"cannot write: {exc.strerror or exc}"
             raise ResourceError(f"{target}: {reason}", wheel=path.name, reason=reason) from None
@@ -300,26 +313,38 @@ def _retag(
     return new_name, (text if text != old else None)
 
 
+@dataclass(frozen=True)
+class _Changed:
+    """What the output writes anew: the staged files (member -> file), the members patched
+    in memory as they are written, and the :data:`_Changes` of the patched files."""
+
+    files: dict[str, Path]
+    in_memory: Mapping[str, InMemory]
+    reusable: dict[str, _Changes]
+
+
 def _write(
     archive: WheelArchive,
     target: Path,
     plan: RepairPlan,
-    changed: dict[str, Path],
+    changes: _Changed,
     wheel_text: bytes | None,
     level: int,
-    reusable: dict[str, _Changes],
     owners: Mapping[str, Provider | None] | None,
-) -> None:
-    """Write the repaired wheel: staged files deflated, the rest copied, the SBOM naming the
-    grafts' ``owners`` (see :func:`graft_sbom`). A big ``reusable``
-    member keeps the old deflate blocks its patch left alone: they are found on a thread of
-    their own (from what is known of its changes, else by inflating it again) while the
-    members before it are copied."""
+) -> list[PatchReport]:
+    """Write the repaired wheel: staged files deflated, the members to patch in memory
+    inflated, patched and checked on the way, the rest copied, the SBOM naming the grafts'
+    ``owners`` (see :func:`graft_sbom`); returns the reports of the members patched in
+    memory. A big reusable member keeps the old deflate blocks its patch left alone: they
+    are found on a thread of their own (from what is known of its changes, else by inflating
+    it again) while the members before it are copied."""
+    changed, reusable = changes.files, changes.reusable
     big = [m.name for m in archive.members if m.name in reusable and _streams(changed[m.name])]
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
     launchers = {p.member: shim for p in plan.patches if (shim := p.launcher) is not None}
     wheel_path = f"{archive.dist_info}/WHEEL"
     total = sum(m.compress_size for m in archive.members)
+    reports: list[PatchReport] = []
     with (
         ThreadPoolExecutor(1) as scans,
         Progress(f"writing {target.name}", total) as progress,
@@ -331,7 +356,16 @@ def _write(
         for member in archive.members:
             progress.advance(member.compress_size)
             name = member.name
-            if name in changed:
+            if name in changes.in_memory:
+                job = changes.in_memory[name]
+                fresh, report = patch_buffer(archive.read(name), job.ops, name, job.before)
+                log.debug("patched %s: %d -> %d bytes", name, report.size_before, len(fresh))
+                reports.append(report)
+                mode, when = member.mode or 0o755, member.date_time
+                writer.add(moved.get(name, name), fresh, mode=mode, date_time=when, level=level)
+                if name in launchers:
+                    writer.add(name, launchers[name], mode=mode, date_time=when, level=level)
+            elif name in changed:
                 mode, when = member.mode or 0o755, member.date_time
                 reuse = reusing[name].result() if name in reusing else None
                 with mapped(changed[name]) as data:
@@ -364,3 +398,4 @@ def _write(
                 dist.name, dist.version, target.name, plan.grafts, plan.provided, owners
             )
             writer.add(f"{archive.dist_info}/{SBOM_PATH}", sbom, level=level)
+    return reports

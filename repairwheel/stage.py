@@ -1,5 +1,9 @@
 """Staging: the files a repair changes, put in files for strip and patchelf, then read back.
 
+With the built-in patcher and no stripping, a member the writer compresses whole (under
+STREAM_MIN) is not staged at all: it is inflated, patched and checked in memory as it is
+written (:class:`InMemory`), so 3000 small extensions cost no file each.
+
 Only the ELF members that change and the libraries to graft are staged, in private scratch
 folders in /dev/shm when it has room, else in the repair's temp folder: creating a file on a
 disk filesystem can cost half a millisecond (a wheel of 3000 extensions stages 3000 files),
@@ -28,9 +32,18 @@ from .patch import PatchOps, Strip
 from .plan import RepairPlan
 from .scan import SPILL_SIZE
 from .wheel import WheelArchive
+from .wheel.zipwrite import STREAM_MIN
 
 SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
 _SHM = "/dev/shm"
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """A member patched as it is written: its edits and the audit's read of it, if any."""
+
+    ops: PatchOps
+    before: ElfFile | None
 
 
 @dataclass
@@ -43,6 +56,7 @@ class Staged:
     facts: dict[Path, ElfFile] = field(default_factory=dict)  # the audit's read of a staged file
     strip: Strip | None = None  # how every staged file is stripped before it is patched
     strip_only: set[Path] = field(default_factory=set)  # staged only to be stripped
+    in_memory: dict[str, InMemory] = field(default_factory=dict)  # member -> its patch
 
 
 @contextlib.contextmanager
@@ -103,12 +117,15 @@ def stage(
     small: Path,
     strip_level: str | None = None,
     debug_symbols: bool = False,
+    in_memory: bool = False,
 ) -> Staged:
     """Stage every file that changes: the members to patch, the grafts and, with a
     ``strip_level``, every other ELF member too (as a job that only strips); the jobs are the
     caller's to run. With ``debug_symbols`` each file's debug information is to be saved
     under ``tmp/debug`` (:mod:`.debuginfo`). A member the audit spilled stays in its spill;
-    other files up to SMALL_FILE are staged in ``small``, bigger ones in ``tmp``."""
+    other files up to SMALL_FILE are staged in ``small``, bigger ones in ``tmp``. With
+    ``in_memory`` (the built-in patcher, no ``strip_level``), members under STREAM_MIN that
+    were not spilled are left to be patched in memory instead (``Staged.in_memory``)."""
     staged = Staged()
     spilled = {m.path: m.spilled for m in report.members if m.spilled}
 
@@ -134,6 +151,10 @@ def stage(
 
     audited = {m.path: m.elf for m in report.members}
     for patch in plan.patches:
+        small_member = archive.member(patch.member).file_size < STREAM_MIN
+        if in_memory and strip_level is None and small_member and patch.member not in spilled:
+            staged.in_memory[patch.member] = InMemory(patch.ops, audited.get(patch.member))
+            continue
         file = stage_member(patch.member)
         staged.jobs.append((file, patch.ops))
         if patch.member in audited:

@@ -41,8 +41,10 @@ from wheelbuild import (
     run_python,
 )
 
+from repairwheel import repair
 from repairwheel.elf import read_elf
-from repairwheel.errors import WheelError
+from repairwheel.errors import PatchError, WheelError
+from repairwheel.patch import PatchOps
 from repairwheel.repair import RepairResult, repair_wheel
 
 MANYLINUX1 = {"manylinux1_x86_64", "manylinux_2_5_x86_64"}
@@ -601,6 +603,59 @@ def test_repair_is_reproducible_with_source_date_epoch(
         os.utime(built.host_library(name), (1_000_000_000, 1_000_000_000))
     second = Path(fix(built, tmp_path / "out2").output).read_bytes()
     assert first == second
+
+
+@pytest.mark.parametrize("spec", [SHARED, SCRIPT, TRANSITIVE], ids=["shared", "script", "deep"])
+def test_members_patched_in_memory_are_the_bytes_staged_files_give(
+    build: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: WheelSpec
+) -> None:
+    """The built-in patcher patches small members in memory as they are written; staged in
+    files instead (as for patchelf or strip), they give the same wheel, byte for byte."""
+    if os.environ["REPAIRWHEEL_PATCHER"] != "builtin":
+        pytest.skip("only the built-in patcher patches members in memory")
+    built = build(spec)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    in_memory = fix(built, tmp_path / "memory")
+    real_stage, staged_files = repair.stage, []
+
+    def on_files(*args: Any, **kwargs: Any) -> Any:
+        staged = real_stage(*args, **{**kwargs, "in_memory": False})
+        staged_files.extend(staged.files)
+        return staged
+
+    monkeypatch.setattr(repair, "stage", on_files)
+    files = fix(built, tmp_path / "files")
+    patched = {p.display_name for p in in_memory.patched if p.path is None}
+    assert patched and patched <= set(staged_files)  # patched in memory, then in files
+    assert all(p.path is not None for p in files.patched)
+    assert Path(in_memory.output).read_bytes() == Path(files.output).read_bytes()
+    sizes = [
+        [(p.display_name, p.size_before, p.size_after) for p in r.patched]
+        for r in (in_memory, files)
+    ]
+    assert sizes[0] == sizes[1]
+
+
+def test_a_member_failing_its_patch_in_memory_leaves_no_output(
+    build: Build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member patched as the wheel is written fails the repair with nothing written."""
+    if os.environ["REPAIRWHEEL_PATCHER"] != "builtin":
+        pytest.skip("only the built-in patcher patches members in memory")
+    real_patch, seen = repair.patch_buffer, []
+
+    def failing(data: bytearray, ops: PatchOps, name: str, before: Any = None) -> Any:
+        seen.append(name)
+        if len(seen) == 2:
+            raise PatchError(f"{name}: builtin produced a wrong file: DT_NEEDED is (none)")
+        return real_patch(data, ops, name, before)
+
+    monkeypatch.setattr(repair, "patch_buffer", failing)
+    out = tmp_path / "out"
+    with pytest.raises(PatchError, match="produced a wrong file") as raised:
+        fix(build(SHARED), out)
+    assert len(seen) == 2 and seen[1] in str(raised.value)
+    assert list(out.iterdir()) == []  # not even the hidden temporary file
 
 
 def test_source_date_epoch_sets_every_member_time(

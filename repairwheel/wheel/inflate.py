@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._elfcore import ffi, lib
+from .native import OpenSSL, function_pointer, openssl
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _block_room(csize: int) -> tuple[Any, Any]:
 class _Sha256:
     """One OpenSSL SHA-256 context, fed by the C core through ``rw_digest``."""
 
-    def __init__(self, crypto: _Crypto, ctx: int) -> None:
+    def __init__(self, crypto: OpenSSL, ctx: int) -> None:
         self._crypto = crypto
         self._ctx = ctx
         self.struct = ffi.new("rw_digest *")
@@ -164,13 +165,13 @@ class _Sha256:
 
     @classmethod
     def start(cls) -> _Sha256 | None:
-        crypto = _crypto()
+        crypto = openssl()
         if crypto is None:
             return None
         ctx = crypto.lib.EVP_MD_CTX_new()
         if not ctx:
             return None
-        if crypto.lib.EVP_DigestInit_ex(ctx, crypto.lib.EVP_sha256(), None) != 1:
+        if crypto.lib.EVP_DigestInit_ex(ctx, crypto.sha256, None) != 1:
             crypto.lib.EVP_MD_CTX_free(ctx)
             return None
         return cls(crypto, ctx)
@@ -186,43 +187,11 @@ class _Sha256:
         self._crypto.lib.EVP_MD_CTX_free(self._ctx)
 
 
-@dataclass(frozen=True)
-class _Crypto:
-    lib: ctypes.CDLL
-    update_pointer: Any
-
-
-@functools.lru_cache(maxsize=1)
-def _crypto() -> _Crypto | None:
-    """OpenSSL's EVP digest functions, as linked by Python's ``_hashlib``, or None."""
-    try:
-        import _hashlib
-
-        crypto = ctypes.CDLL(_hashlib.__file__)
-        crypto.EVP_MD_CTX_new.restype = ctypes.c_void_p
-        crypto.EVP_MD_CTX_new.argtypes = []
-        crypto.EVP_sha256.restype = ctypes.c_void_p
-        crypto.EVP_sha256.argtypes = []
-        crypto.EVP_DigestInit_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-        crypto.EVP_DigestFinal_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
-        crypto.EVP_MD_CTX_free.argtypes = [ctypes.c_void_p]
-        crypto.EVP_MD_CTX_free.restype = None
-        return _Crypto(crypto, _function(crypto, "EVP_DigestUpdate"))
-    except (ImportError, OSError, AttributeError) as exc:
-        log.debug("OpenSSL's digests cannot be called here: %s", exc)
-        return None
-
-
-def _function(cdll: ctypes.CDLL, name: str) -> Any:
-    address = ctypes.cast(getattr(cdll, name), ctypes.c_void_p).value
-    return ffi.cast("void (*)(void)", address)
-
-
 def _load(name: str, path: str, flavor: int, names: tuple[str, str, str, str, str]) -> Inflater:
     cdll = ctypes.CDLL(path)
     struct = ffi.new("rw_inflater *")
     struct.flavor = flavor
-    functions = (_function(cdll, n) for n in names)
+    functions = (function_pointer(cdll, n) for n in names)
     struct.init, struct.inflate, struct.end, struct.reset, struct.crc32 = functions
     keep: tuple[object, ...] = (cdll,)
     if flavor == lib.RW_ZLIB:

@@ -8,8 +8,9 @@ import logging
 import os
 import re
 import secrets
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -17,10 +18,11 @@ from typing import BinaryIO, Callable
 
 from ..errors import UsageError, WheelError
 from .archive import WheelArchive
+from .batchdeflate import Batch, batch_deflater
 from .records import RecordHash, RecordRow, write_record
 from .reuse import Reuse
 from .zipread import CHUNK, Bytes, DateTime, RawEntry, StrPath, resource_error, unsafe_name
-from .zipwrite import NEW_MEMBER_TIME, ZipWriter, compressed, dos_date_time, streams
+from .zipwrite import NEW_MEMBER_TIME, ZipWriter, compressed, dos_date_time, new_entry, streams
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,10 @@ class WheelWriter:
         self._batch: list[_Small] = []  # small members waiting to be compressed together
         self._batch_bytes = 0
         self._pool: ThreadPoolExecutor | None = None
+        self._deflater = batch_deflater()
+        # writes waiting for a batch before them to be compressed, in order
+        self._queue: deque[_Queued] = deque()
+        self._in_flight = 0  # batches in _queue being compressed
         self._rows: list[RecordRow] = []
 
     def __enter__(self) -> WheelWriter:
@@ -109,7 +115,7 @@ class WheelWriter:
                 self._finish()
         finally:
             if self._pool is not None:
-                self._pool.shutdown()
+                self._pool.shutdown(cancel_futures=True)
             self._discard()
 
     def copy(self, archive: WheelArchive, name: str) -> None:
@@ -167,6 +173,7 @@ class WheelWriter:
                 self._flush()
             return
         self._flush()
+        self._drain(everything=True)
         with self._writing() as out:
             member, sha256 = out.write_deflated(
                 name, data, level=level, mode=mode, date_time=when, reuse=reuse
@@ -186,13 +193,29 @@ class WheelWriter:
             self._deferred.append(write)
         else:
             self._flush()
-            write()
+            if self._queue:
+                self._queue.append(write)
+            else:
+                write()
 
     def _flush(self) -> None:
-        """Compress the batched small members, a share per thread, and write them in order."""
+        """Compress the batched small members: with the C core's batch deflate, on a thread
+        while the caller goes on (written, in order, as :meth:`_drain` finds them done); else
+        a share per thread from Python, written at once."""
         if not self._batch:
             return
         batch, self._batch, self._batch_bytes = self._batch, [], 0
+        deflater, levels = self._deflater, {m.level for m in batch}
+        if deflater is not None and 0 not in levels and len(levels) == 1:
+            threads = os.cpu_count() or 1
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(threads)
+            job = Batch(deflater, [m.data for m in batch], batch[0].level)
+            self._queue.append((batch, job, self._pool.submit(job.run)))
+            self._in_flight += 1
+            self._drain(everything=False, keep=2 * threads)
+            return
+        self._drain(everything=True)
         threads = min(os.cpu_count() or 1, len(batch) // _BATCH_SHARE or 1)
         if threads == 1:
             done = _compress(batch)
@@ -204,6 +227,34 @@ class WheelWriter:
             done = [results[i % threads][i // threads] for i in range(len(batch))]
         for entry, digest in done:
             self._write(entry, digest)
+
+    def _drain(self, everything: bool, keep: int = 0) -> None:
+        """Write the queue's head while it is ready; waiting for it while more than ``keep``
+        batches are being compressed, or (``everything``) until the queue is empty."""
+        while self._queue:
+            head = self._queue[0]
+            if isinstance(head, tuple):
+                batch, job, future = head
+                if not (everything or self._in_flight > keep or future.done()):
+                    return
+                future.result()
+                results = job.results()
+                self._queue.popleft()
+                self._in_flight -= 1
+                for small, done in zip(batch, results):
+                    entry = new_entry(
+                        small.name,
+                        [done.stream],
+                        True,
+                        done.crc,
+                        len(small.data),
+                        small.mode,
+                        small.date_time,
+                    )
+                    self._write(entry, RecordHash.from_digest("sha256", done.sha256))
+            else:
+                self._queue.popleft()
+                head()
 
     def _write(self, entry: RawEntry, digest: RecordHash | None) -> None:
         with self._writing() as out:
@@ -222,6 +273,7 @@ class WheelWriter:
 
     def _finish(self) -> None:
         self._flush()
+        self._drain(everything=True)
         for write in self._deferred:
             write()
         record = write_record([*self._rows, RecordRow(self._record_path, None, None)])
@@ -269,6 +321,10 @@ class _Small:
     level: int
     mode: int
     date_time: DateTime
+
+
+_Queued = tuple[list[_Small], Batch, Future[None]] | Callable[[], None]
+"""A batch being compressed, or a write that waits for the batches before it."""
 
 
 def _compress(members: list[_Small]) -> list[tuple[RawEntry, RecordHash]]:

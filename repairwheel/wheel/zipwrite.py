@@ -22,7 +22,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Callable
 
+from .._elfcore import lib
 from .._zlib import zlib
+from .batchdeflate import batch_deflater
 from .reuse import OldStream, Reuse, Run
 from .zipread import LOCAL_HEADER, UTF8_NAME, Bytes, DateTime, Member, RawCopy, RawEntry
 
@@ -40,8 +42,8 @@ _IN_ZIP64 = 0xFFFFFFFF  # a 32-bit field holding this means "read the zip64 extr
 _ZIP64_COUNT = 0xFFFF
 _DEFLATE_OPTIONS = 0x6  # the flag bits kept from a copied member: deflate's speed/size hint
 _DOS_EPOCH_RANGE = (315532800, 4354819198)  # 1980-01-01 .. 2107-12-31, what DOS dates can hold
-_DEFLATE_BLOCK = 1 << 20
-_WINDOW = 1 << 15
+_DEFLATE_BLOCK = lib.RW_DEF_BLOCK  # 1 MiB: the blocks of csrc/deflate.c, whichever path
+_WINDOW = lib.RW_DEF_WINDOW  # 32 KiB
 KERNEL_COPY_MIN = 64 << 10  # copied members from this size on go straight from file to file
 STREAM_MIN = 8 << 20  # members from this size on are compressed as they are written
 
@@ -214,12 +216,26 @@ def compressed(
     """A new regular-file member holding ``data``, deflated at zlib ``level`` (-1 is 6, 0
     stores it)."""
     chunks = [bytes(data)] if level == 0 else deflate(data, level)
+    return new_entry(name, chunks, level != 0, zlib.crc32(data), len(data), mode, date_time)
+
+
+def new_entry(
+    name: str,
+    chunks: list[bytes],
+    deflated: bool,
+    crc: int,
+    size: int,
+    mode: int,
+    date_time: DateTime,
+) -> RawEntry:
+    """A new regular-file member of ``size`` bytes whose stored bytes are ``chunks``: a raw
+    deflate stream, or (not ``deflated``) the bytes themselves."""
     member = Member(
         name=name,
-        compress_type=zipfile.ZIP_STORED if level == 0 else zipfile.ZIP_DEFLATED,
-        crc=zlib.crc32(data),
+        compress_type=zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED,
+        crc=crc,
         compress_size=sum(map(len, chunks)),
-        file_size=len(data),
+        file_size=size,
         date_time=date_time,
         external_attr=(stat.S_IFREG | stat.S_IMODE(mode)) << 16,
     )
@@ -238,7 +254,10 @@ def deflate(data: Bytes, level: int) -> list[bytes]:
 
     Each block gets the 32 KiB before it as dictionary and ends on a sync flush, so the
     concatenated blocks form one valid stream. The result depends only on the data and the
-    level, never on the number of threads; zlib releases the GIL while it compresses.
+    level, never on the number of threads. A block is one call of the C core's deflate
+    (:mod:`.batchdeflate`, the GIL released throughout), the same bytes the writer's batches
+    of small members get; where that cannot load, zlib's compressobj, which releases the GIL
+    while it compresses.
     """
     return list(_deflate_blocks(data, level, lambda block: None))
 
@@ -277,8 +296,12 @@ def _deflate_blocks(
     release = getattr(data, "madvise", None)
     pieces = _pieces(len(data), reuse.runs if reuse is not None else ())
 
+    native = batch_deflater()
+
     def block(index: int) -> bytes:
         start, end, _ = pieces[index]
+        if native is not None:
+            return native.piece(view, start, end, index == len(pieces) - 1, level)
         window = view[max(start - _WINDOW, 0) : start]
         deflater = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=window)
         last = zlib.Z_FINISH if index == len(pieces) - 1 else zlib.Z_SYNC_FLUSH

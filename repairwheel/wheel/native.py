@@ -1,0 +1,62 @@
+"""Native functions the C core calls through pointers: OpenSSL's EVP digests, as Python's
+``_hashlib`` links them, so the core can hash what it inflates or deflates with the GIL
+released."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .._elfcore import ffi
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OpenSSL:
+    """The EVP library (``lib``, for ctypes calls) and the pointers the C core takes."""
+
+    lib: ctypes.CDLL
+    update_pointer: Any  # EVP_DigestUpdate
+    init_pointer: Any  # EVP_DigestInit_ex
+    final_pointer: Any  # EVP_DigestFinal_ex
+    sha256: int  # EVP_sha256()'s result
+
+
+def function_pointer(cdll: ctypes.CDLL, name: str) -> Any:
+    """``name`` in ``cdll`` as the C core's generic ``void (*)(void)``."""
+    address = ctypes.cast(getattr(cdll, name), ctypes.c_void_p).value
+    return ffi.cast("void (*)(void)", address)
+
+
+@functools.lru_cache(maxsize=1)
+def openssl() -> OpenSSL | None:
+    """OpenSSL's EVP digest functions, as linked by Python's ``_hashlib``, or None."""
+    try:
+        import _hashlib
+
+        crypto = ctypes.CDLL(_hashlib.__file__)
+        crypto.EVP_MD_CTX_new.restype = ctypes.c_void_p
+        crypto.EVP_MD_CTX_new.argtypes = []
+        crypto.EVP_sha256.restype = ctypes.c_void_p
+        crypto.EVP_sha256.argtypes = []
+        crypto.EVP_DigestInit_ex.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        crypto.EVP_DigestFinal_ex.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        crypto.EVP_MD_CTX_free.argtypes = [ctypes.c_void_p]
+        crypto.EVP_MD_CTX_free.restype = None
+        sha256 = crypto.EVP_sha256()
+        if not sha256:
+            return None
+        return OpenSSL(
+            crypto,
+            function_pointer(crypto, "EVP_DigestUpdate"),
+            function_pointer(crypto, "EVP_DigestInit_ex"),
+            function_pointer(crypto, "EVP_DigestFinal_ex"),
+            sha256,
+        )
+    except (ImportError, OSError, AttributeError) as exc:
+        log.debug("OpenSSL's digests cannot be called here: %s", exc)
+        return None
