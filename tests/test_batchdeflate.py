@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -141,3 +142,21 @@ def test_an_empty_buffer_is_a_stream_ended_or_flushed(deflater: BatchDeflater) -
     tail = zlib.decompressobj(-zlib.MAX_WBITS, zdict=b"abc")
     assert tail.decompress(flushed) == b"" and not tail.eof
     assert zlib.decompress(deflater.piece(b"abc", 3, 3, True, 6), -zlib.MAX_WBITS) == b""
+
+
+def test_a_batch_dropped_unread_frees_its_streams() -> None:
+    """A write that fails with batches in flight drops them unread: their C streams must go
+    with them (400 MB of incompressible streams here, were they kept)."""
+    script = """
+import os, resource
+from repairwheel.wheel.batchdeflate import Batch, batch_deflater
+data = [os.urandom(1 << 20)] * 8
+for _ in range(50):
+    batch = Batch(batch_deflater(), data, 1)
+    batch.run()
+    del batch
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) < 200  # MB: a few batches' worth, not fifty

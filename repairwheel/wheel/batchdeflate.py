@@ -45,7 +45,8 @@ class Batch:
     def __init__(self, deflater: BatchDeflater, buffers: Sequence[Bytes], level: int) -> None:
         self._deflater = deflater
         self._level = 6 if level == -1 else level
-        self._jobs = ffi.new("rw_deflate_job[]", len(buffers))
+        self._count = len(buffers)
+        self._jobs = ffi.new("rw_deflate_job[]", self._count)
         self._keep = [ffi.from_buffer(data) for data in buffers]
         for job, data in zip(self._jobs, self._keep):
             job.data, job.len, job.finish = data, len(data), 1
@@ -65,11 +66,14 @@ class Batch:
         self._hasher.ctx = ffi.cast("void *", ctx)
         try:
             lib.rw_deflate_jobs(
-                self._deflater.struct, self._hasher, self._level, self._jobs, len(self._jobs)
+                self._deflater.struct, self._hasher, self._level, self._jobs, self._count
             )
             self._ran = True
         finally:
             crypto.lib.EVP_MD_CTX_free(ctx)
+
+    def __del__(self) -> None:  # a batch dropped unread (a failed write) frees its streams
+        lib.rw_deflate_free(self._jobs, self._count)
 
     def results(self) -> list[Deflated]:
         """What :meth:`run` made, in order (the C memory is freed); ResourceError when memory
@@ -85,7 +89,7 @@ class Batch:
                 for job in self._jobs
             ]
         finally:
-            lib.rw_deflate_free(self._jobs, len(self._jobs))
+            lib.rw_deflate_free(self._jobs, self._count)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class WheelWriter:
         # writes waiting for a batch before them to be compressed, in order
         self._queue: deque[_Queued] = deque()
         self._in_flight = 0  # batches in _queue being compressed
+        self._in_flight_bytes = 0  # and the bytes they compress
         self._rows: list[RecordRow] = []
 
     def __enter__(self) -> WheelWriter:
@@ -213,6 +214,7 @@ class WheelWriter:
             job = Batch(deflater, [m.data for m in batch], batch[0].level)
             self._queue.append((batch, job, self._pool.submit(job.run)))
             self._in_flight += 1
+            self._in_flight_bytes += sum(len(m.data) for m in batch)
             self._drain(everything=False, keep=2 * threads)
             return
         self._drain(everything=True)
@@ -230,17 +232,20 @@ class WheelWriter:
 
     def _drain(self, everything: bool, keep: int = 0) -> None:
         """Write the queue's head while it is ready; waiting for it while more than ``keep``
-        batches are being compressed, or (``everything``) until the queue is empty."""
+        batches (or _IN_FLIGHT_BYTES) are being compressed, or (``everything``) until the
+        queue is empty."""
         while self._queue:
             head = self._queue[0]
             if isinstance(head, tuple):
                 batch, job, future = head
-                if not (everything or self._in_flight > keep or future.done()):
+                crowded = self._in_flight > keep or self._in_flight_bytes > _IN_FLIGHT_BYTES
+                if not (everything or crowded or future.done()):
                     return
                 future.result()
                 results = job.results()
                 self._queue.popleft()
                 self._in_flight -= 1
+                self._in_flight_bytes -= sum(len(m.data) for m in batch)
                 for small, done in zip(batch, results):
                     entry = new_entry(
                         small.name,
@@ -310,6 +315,7 @@ class WheelWriter:
 _BATCH_COUNT = 64  # small members compressed together, at most this many
 _BATCH_BYTES = 16 << 20  # or this many bytes
 _BATCH_SHARE = 8  # members per thread below which one thread does it all
+_IN_FLIGHT_BYTES = 2 * _BATCH_BYTES  # batched bytes being compressed while the caller goes on
 
 
 @dataclass(frozen=True)
