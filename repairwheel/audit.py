@@ -21,7 +21,7 @@ from .host import HostLibrary, library_facts, read_host_libraries
 from .include import IncludedLibrary, IncludeEffect, find_included
 from .policy import ANDROID, get_policy
 from .providers import ProvidedLibrary, covering_requirement, find_providers
-from .scan import ElfMember, scan_elf_members
+from .scan import ElfMember, ElfScan, scan_elf_members
 from .target import android_policies, policies_for, settle_platform
 from .verdict import BlockerKind, MemberDeps, Verdict, decide
 from .wheel import WheelArchive, WheelFilename
@@ -150,6 +150,7 @@ def analyze_wheel(
     provided_by: Sequence[str] = (),
     site_packages: Sequence[str] | None = None,
     include: Sequence[str] = (),
+    started: ElfScan | None = None,
 ) -> WheelReport:
     """Audit the wheel at ``path``.
 
@@ -160,6 +161,9 @@ def analyze_wheel(
     this interpreter's environment) whose libraries the wheel links instead of grafting.
 
     ``spill_dir`` keeps big members inflated there (see ElfMember.spilled) for a repair.
+    ``started``: the reads of the archive's ELF members, begun by the caller (whose
+    ``spill_dir`` is the one used), so that its biggest member inflates while the caller
+    starts up.
     ``host`` is what decides the libc when no file names it, and musl's minor version (the
     running machine's :func:`~repairwheel.system.check_system` when None).
     Raises NotPlatformWheelError when it has no ELF file any policy covers, WheelError for a
@@ -183,7 +187,10 @@ def analyze_wheel(
     wheel = archive.path.name
     clock = StageClock()
     archive.check_metadata()
-    members = scan_elf_members(archive, spill_dir=spill_dir)
+    if started is None:
+        members = scan_elf_members(archive, spill_dir=spill_dir)
+    else:
+        members = started.members()
     clock.lap("read ELF")
     in_purelib = [m.path for m in members if _in_purelib(m.path)]
     if in_purelib:

@@ -82,10 +82,9 @@ def _add_lddtree(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .audit import analyze_wheel
     from .clock import StageClock
     from .errors import NotPlatformWheelError
-    from .show import format_report
+    from .scan import ElfScan
     from .wheel import WheelArchive
 
     name = os.path.basename(args.wheel)
@@ -95,7 +94,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         # go, so verify_record inflates only the other members, once.
         with WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive:
             clock.lap("open")
-            with archive.checking_others() as others_checked:
+            with ElfScan(archive) as scan, archive.checking_others() as others_checked:
+                # imported while the biggest member inflates
+                from .audit import analyze_wheel
+
                 report = analyze_wheel(
                     archive,
                     ldpaths=args.ldpaths,
@@ -104,6 +106,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
                     provided_by=args.provided_by,
                     site_packages=args.site_packages,
                     include=args.include,
+                    started=scan,
                 )
                 clock.take(report.timings)
                 others_checked()
@@ -124,6 +127,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         record = [{"file": p.path, "problem": p.problem, "fatal": p.fatal} for p in record_problems]
         _print_json({**report.to_json(), "record_problems": record, "timings": clock.stages})
     else:
+        from .show import format_report
+
         print(format_report(report, record_problems))
     return 0
 

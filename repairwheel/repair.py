@@ -35,6 +35,7 @@ from .progress import Progress
 from .provenance import Provider, find_providers
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
+from .scan import ElfScan
 from .stage import InMemory, mapped, scratch, spill_folder, stage
 from .wheel import (
     Reuse,
@@ -143,6 +144,7 @@ def repair_wheel(
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
         spills = stack.enter_context(spill_folder(tmp, archive))
+        scan = stack.enter_context(ElfScan(archive, spill_dir=str(spills)))
         others_checked = stack.enter_context(archive.checking_others())
         try:
             report = analyze_wheel(
@@ -154,6 +156,7 @@ def repair_wheel(
                 provided_by=provided_by,
                 site_packages=site_packages,
                 include=include,
+                started=scan,
             )
         except NotPlatformWheelError:
             if not (allow_pure_python_wheel and archive.filename.is_pure):

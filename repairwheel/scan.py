@@ -14,7 +14,7 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -191,7 +191,16 @@ def _spill_error(label: str, where: str | None, exc: OSError) -> ResourceError:
 def scan_elf_members(
     archive: WheelArchive, *, workers: int | None = None, spill_dir: str | None = None
 ) -> list[ElfMember]:
-    """Every ELF member of the wheel, in archive order.
+    """Every ELF member of the wheel, in archive order (see :class:`ElfScan`)."""
+    with ElfScan(archive, workers=workers, spill_dir=spill_dir) as scan:
+        return scan.members()
+
+
+class ElfScan:
+    """The reads of a wheel's ELF members, begun when it is made: the biggest one starts at
+    once on a thread, so that its inflate (torch's 434 MB library: most of an audit) runs
+    while the caller finishes starting up (imports, metadata checks); :meth:`members` reads
+    the rest and returns them all.
 
     Members are read on ``workers`` threads, largest first, so the one big library of a wheel
     like torch starts at once instead of after everything before it. Each task reads its own
@@ -199,36 +208,59 @@ def scan_elf_members(
     all smaller than THREAD_MIN is read in the calling thread by default: for such members the
     work is Python's, and threads would only contend for the GIL (3000 small extensions are
     read in 0.49 s instead of 0.75). Members that are not well-formed ELF files raise ElfError
-    naming the wheel and the member.
+    naming the wheel and the member. Use it as a context manager: leaving it cancels the reads
+    not started and waits for the others.
     """
-    files = sorted(
-        (m for m in archive.members if not m.is_dir), key=lambda m: m.file_size, reverse=True
-    )
-    largest = next((m for m in files if archive.is_elf(m.name)), None)
-    if workers is None:
-        small = largest is None or largest.file_size < THREAD_MIN
-        workers = 1 if small else os.cpu_count() or 1
-    if workers == 1:
+
+    def __init__(
+        self, archive: WheelArchive, *, workers: int | None = None, spill_dir: str | None = None
+    ) -> None:
+        self.archive = archive
+        self.spill_dir = spill_dir
+        self._files = sorted(
+            (m for m in archive.members if not m.is_dir), key=lambda m: m.file_size, reverse=True
+        )
+        largest = next((m for m in self._files if archive.is_elf(m.name)), None)
+        if workers is None:
+            small = largest is None or largest.file_size < THREAD_MIN
+            workers = 1 if small else os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        self._futures: dict[str, Future[ElfMember]] = {}
+        if self._pool is not None and largest is not None:
+            read = self._pool.submit(_read_member, archive, largest.name, spill_dir)
+            self._futures[largest.name] = read
+
+    def __enter__(self) -> ElfScan:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel the reads not started and wait for the running ones."""
+        for future in self._futures.values():
+            future.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def members(self) -> list[ElfMember]:
+        """Every ELF member, in archive order, once all are read."""
+        archive, spill_dir = self.archive, self.spill_dir
         names = archive.elf_members()
         sizes = {name: archive.member(name).file_size for name in names}
         with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
-            found = []
-            for name in names:
-                found.append(_read_member(archive, name, spill_dir))
-                progress.advance(sizes[name])
-            return found
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        # The biggest library starts at once, then the heads of all other members are looked
-        # at by the C core in batches and the ELF ones follow, largest first.
-        futures = {}
-        if largest is not None:
-            futures[largest.name] = pool.submit(_read_member, archive, largest.name, spill_dir)
-        names = archive.elf_members()
-        for m in files:
-            if m.name not in futures and archive.is_elf(m.name):
-                futures[m.name] = pool.submit(_read_member, archive, m.name, spill_dir)
-        sizes = {name: archive.member(name).file_size for name in names}
-        with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
+            if self._pool is None:
+                found = []
+                for name in names:
+                    found.append(_read_member(archive, name, spill_dir))
+                    progress.advance(sizes[name])
+                return found
+            # The heads of all other members are looked at by the C core in batches (in
+            # elf_members) and the ELF ones follow the biggest, largest first.
+            futures = self._futures
+            for m in self._files:
+                if m.name not in futures and archive.is_elf(m.name):
+                    futures[m.name] = self._pool.submit(_read_member, archive, m.name, spill_dir)
             try:
                 for future in as_completed(futures.values()):
                     progress.advance(sizes[future.result().path])
