@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from .audit import WheelReport, analyze_wheel
 from .clock import StageClock, Timings
@@ -239,7 +240,7 @@ def _streams(path: Path) -> bool:
     return streams(os.path.getsize(path))
 
 
-_Changes = tuple[Blocks, Written] | None
+_Changes = Optional[tuple[Blocks, Written]]
 """What is known of how a patched member changed: its old stream's block ends and the byte
 ranges its patch wrote; None when its blocks must be found by inflating it again."""
 

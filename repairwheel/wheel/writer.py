@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Union
 
 from ..errors import UsageError, WheelError
 from .archive import WheelArchive
@@ -329,7 +329,7 @@ class _Small:
     date_time: DateTime
 
 
-_Queued = tuple[list[_Small], Batch, Future[None]] | Callable[[], None]
+_Queued = Union[tuple[list[_Small], Batch, Future[None]], Callable[[], None]]
 """A batch being compressed, or a write that waits for the batches before it."""
 
 
