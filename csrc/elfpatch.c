@@ -1112,7 +1112,7 @@ static int close_block(const pctx *p, uint64_t start, uint64_t *end, uint64_t fl
 static void plan_head_move(const pctx *p, head_block *b)
 {
     uint64_t start = p->phoff + p->phnum * p->phentsize, end = start, i, k, next, fl_end;
-    uint64_t sh_end = p->shoff + p->shnum * p->shentsize, vend;
+    uint64_t sh_end = p->shoff + p->shnum * p->shentsize, vend, vroom, room;
     const phdr *fl = NULL;
     memset(b, 0, sizeof(*b));
     if (p->shnum == 0 || start < p->ehsize)
@@ -1156,21 +1156,24 @@ static void plan_head_move(const pctx *p, head_block *b)
     /* the dynamic table is rewritten where it is: it can neither move with the block nor lie
        under the new program header, by PT_DYNAMIC's p_offset or where its p_vaddr maps (a
        range inside the file, so the sum cannot wrap) */
+    room = end > start + p->phentsize ? end : start + p->phentsize;
     {
         const phdr *d = &p->ph[p->dyn_ph];
-        uint64_t room = end > start + p->phentsize ? end : start + p->phentsize;
         if ((d->offset >= start && d->offset < end) ||
             (p->dyn_off < room && start < p->dyn_off + d->filesz))
             return;
     }
     b->vstart = start - fl->offset + fl->vaddr;
     vend = b->vstart + (end - start);
+    vroom = b->vstart + (room - start);
     for (k = 0; k < p->n_ndyn; k++) {
         const dent *e = &p->ndyn[k];
         if (e->new_string != NEW_NONE || !address_tag(e->tag) || e->val < b->vstart ||
-            e->val >= vend)
+            e->val >= vroom)
             continue;
-        if (!follows_block(e->tag))
+        /* a table past the block but under the grown program header table would be
+           overwritten (one no section describes: the sections there were looked at) */
+        if (e->val >= vend || !follows_block(e->tag))
             return;
         /* the symbols and their versions move only whole, as many as the loader reads */
         if (e->tag == DT_SYMTAB && (p->symtab_bytes == 0 || p->symtab_bytes > vend - e->val))

@@ -26,6 +26,6 @@ echo
 echo "== install the repaired wheel in a fresh venv; delete the original library; import"
 unset LD_LIBRARY_PATH
 rm -rf "$work/build/lib"
-python3 -m venv "$work/try"
+"$venv/bin/python" -m venv "$work/try"  # the interpreter the wheel was built for
 "$work/try/bin/pip" install -q --no-index "$fixed"
 (cd "$work" && "$work/try/bin/python" -c "import greeter; print(greeter.hello('world'))")

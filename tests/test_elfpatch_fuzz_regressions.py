@@ -104,6 +104,15 @@ CASES = (
         PatchOps(rpath="bbbbbbbbbbbbb", runpath=True),
         refused=False,
     ),
+    # A second DT_VERDEF, aimed just past PT_INTERP (right after the program headers) where no
+    # section describes anything: the head block took only the interpreter, the grown program
+    # header table went over the version definitions, and the file read two instead of one.
+    # A table a dynamic entry points at under the grown table now keeps the block in place.
+    Case(
+        "patch-version-definitions-under-the-grown-program-headers.elf",
+        PatchOps(rpath="b" * 46, runpath=True),
+        refused=False,
+    ),
 )
 
 
