@@ -360,27 +360,25 @@ def _write(
         for member in archive.members:
             progress.advance(member.compress_size)
             name = member.name
-            if name in changes.in_memory:
-                job = changes.in_memory[name]
-                fresh, report = patch_buffer(archive.read(name), job.ops, name, job.before)
-                log.debug("patched %s: %d -> %d bytes", name, report.size_before, len(fresh))
-                reports.append(report)
+            if name in changes.in_memory or name in changed:
                 mode, when = member.mode or 0o755, member.date_time
-                writer.add(moved.get(name, name), fresh, mode=mode, date_time=when, level=level)
-                if name in launchers:
-                    writer.add(name, launchers[name], mode=mode, date_time=when, level=level)
-            elif name in changed:
-                mode, when = member.mode or 0o755, member.date_time
-                reuse = reusing[name].result() if name in reusing else None
-                with mapped(changed[name]) as data:
-                    writer.add(
-                        moved.get(name, name),
-                        data,
-                        mode=mode,
-                        date_time=when,
-                        level=level,
-                        reuse=reuse,
-                    )
+                if name in changes.in_memory:
+                    job = changes.in_memory[name]
+                    fresh, report = patch_buffer(archive.read(name), job.ops, name, job.before)
+                    log.debug("patched %s: %d -> %d bytes", name, report.size_before, len(fresh))
+                    reports.append(report)
+                    writer.add(moved.get(name, name), fresh, mode=mode, date_time=when, level=level)
+                else:
+                    reuse = reusing[name].result() if name in reusing else None
+                    with mapped(changed[name]) as data:
+                        writer.add(
+                            moved.get(name, name),
+                            data,
+                            mode=mode,
+                            date_time=when,
+                            level=level,
+                            reuse=reuse,
+                        )
                 if name in launchers:
                     writer.add(name, launchers[name], mode=mode, date_time=when, level=level)
             elif name == wheel_path and wheel_text is not None:

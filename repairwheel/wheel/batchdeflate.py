@@ -1,6 +1,6 @@
 """Small members deflated many at a time by one call of the C core (``csrc/deflate.c``),
-with their CRC-32 and SHA-256, the GIL released throughout: zlib-ng's deflate (from the
-``zlib_ng`` extension, as the writer's other members get), else the system zlib's.
+with their CRC-32 and SHA-256, and a big member's 1 MiB pieces one call each, the GIL released
+throughout: zlib-ng's deflate (from the ``zlib_ng`` extension), else the system zlib's.
 
 Compressing each member from Python takes the GIL back between members: on a thread beside
 the one patching the next members, 3000 small extensions took longer to write than on one
@@ -13,7 +13,6 @@ OpenSSL can be reached, :func:`batch_deflater` is None and the writer compresses
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from typing import Any
 
 from .._elfcore import ffi, lib
 from ..errors import ResourceError
-from .native import OpenSSL, function_pointer, openssl
+from .native import OpenSSL, function_pointer, openssl, system_zlib, zlib_version
 from .zipread import Bytes
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class Batch:
 
     def __init__(self, deflater: BatchDeflater, buffers: Sequence[Bytes], level: int) -> None:
         self._deflater = deflater
-        self._level = 6 if level == -1 else level
+        self._level = _zlib_level(level)
         self._count = len(buffers)
         self._jobs = ffi.new("rw_deflate_job[]", self._count)
         self._keep = [ffi.from_buffer(data) for data in buffers]
@@ -94,7 +93,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class BatchDeflater:
-    """zlib-ng's deflate and OpenSSL's SHA-256 as the C core takes them."""
+    """zlib-ng's (or zlib's) deflate and OpenSSL's SHA-256 as the C core takes them."""
 
     struct: Any
     crypto: OpenSSL
@@ -117,7 +116,7 @@ class BatchDeflater:
         job = ffi.new("rw_deflate_job *")
         with ffi.from_buffer(memoryview(data)[start - window : end]) as buf:
             job.data, job.len, job.window, job.finish = buf + window, end - start, window, last
-            lib.rw_deflate_jobs(self.struct, ffi.NULL, 6 if level == -1 else level, job, 1)
+            lib.rw_deflate_jobs(self.struct, ffi.NULL, _zlib_level(level), job, 1)
         try:
             if job.status != lib.RW_DEF_OK:
                 raise _failure(job.status)
@@ -125,6 +124,11 @@ class BatchDeflater:
             return stream
         finally:
             lib.rw_deflate_free(job, 1)
+
+
+def _zlib_level(level: int) -> int:
+    """zlib's level for ``level``: -1 (Z_DEFAULT_COMPRESSION) is 6."""
+    return 6 if level == -1 else level
 
 
 def _failure(status: int) -> Exception:
@@ -137,15 +141,14 @@ def _failure(status: int) -> Exception:
     return ValueError("the deflater refused the level or the data")
 
 
-def _load(path: str, flavor: int, names: tuple[str, ...]) -> tuple[Any, ctypes.CDLL]:
-    cdll = ctypes.CDLL(path)
+def _load(cdll: ctypes.CDLL, flavor: int, names: tuple[str, ...]) -> Any:
     struct = ffi.new("rw_deflater *")
     struct.flavor = flavor
     pointers = (function_pointer(cdll, name) for name in names)
     struct.init, struct.deflate, struct.end, struct.bound, struct.dictionary, struct.crc32 = (
         pointers
     )
-    return struct, cdll
+    return struct
 
 
 def _zlib_ng() -> tuple[Any, tuple[object, ...]]:
@@ -159,12 +162,11 @@ def _zlib_ng() -> tuple[Any, tuple[object, ...]]:
         "zng_deflateSetDictionary",
         "zng_crc32",
     )
-    struct, cdll = _load(zlib_ng.__file__, lib.RW_ZNG, names)
-    return struct, (cdll,)
+    cdll = ctypes.CDLL(zlib_ng.__file__)
+    return _load(cdll, lib.RW_ZNG, names), (cdll,)
 
 
 def _system_zlib() -> tuple[Any, tuple[object, ...]]:
-    path = ctypes.util.find_library("z") or "libz.so.1"
     names = (
         "deflateInit2_",
         "deflate",
@@ -173,10 +175,9 @@ def _system_zlib() -> tuple[Any, tuple[object, ...]]:
         "deflateSetDictionary",
         "crc32",
     )
-    struct, cdll = _load(path, lib.RW_ZLIB, names)
-    cdll.zlibVersion.restype = ctypes.c_char_p
-    version = ffi.new("char[]", cdll.zlibVersion())
-    struct.version = version
+    cdll = system_zlib()
+    struct = _load(cdll, lib.RW_ZLIB, names)
+    struct.version = version = zlib_version(cdll)
     return struct, (cdll, version)
 
 

@@ -16,7 +16,6 @@ can be loaded :func:`inflater` is None and readers stream with Python's zlib ins
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._elfcore import ffi, lib
-from .native import OpenSSL, function_pointer, openssl
+from .native import OpenSSL, function_pointer, openssl, system_zlib, zlib_version
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +186,16 @@ class _Sha256:
         self._crypto.lib.EVP_MD_CTX_free(self._ctx)
 
 
-def _load(name: str, path: str, flavor: int, names: tuple[str, str, str, str, str]) -> Inflater:
-    cdll = ctypes.CDLL(path)
+def _load(
+    name: str, cdll: ctypes.CDLL, flavor: int, names: tuple[str, str, str, str, str]
+) -> Inflater:
     struct = ffi.new("rw_inflater *")
     struct.flavor = flavor
     functions = (function_pointer(cdll, n) for n in names)
     struct.init, struct.inflate, struct.end, struct.reset, struct.crc32 = functions
     keep: tuple[object, ...] = (cdll,)
     if flavor == lib.RW_ZLIB:
-        cdll.zlibVersion.restype = ctypes.c_char_p
-        version = ffi.new("char[]", cdll.zlibVersion())
-        struct.version = version
+        struct.version = version = zlib_version(cdll)
         keep += (version,)
     return Inflater(name, struct, keep)
 
@@ -206,13 +204,12 @@ def _zlib_ng() -> Inflater:
     from zlib_ng import zlib_ng
 
     names = ("zng_inflateInit2", "zng_inflate", "zng_inflateEnd", "zng_inflateReset", "zng_crc32")
-    return _load("zlib-ng", zlib_ng.__file__, lib.RW_ZNG, names)
+    return _load("zlib-ng", ctypes.CDLL(zlib_ng.__file__), lib.RW_ZNG, names)
 
 
 def _system_zlib() -> Inflater:
-    path = ctypes.util.find_library("z") or "libz.so.1"
     names = ("inflateInit2_", "inflate", "inflateEnd", "inflateReset", "crc32")
-    return _load("zlib", path, lib.RW_ZLIB, names)
+    return _load("zlib", system_zlib(), lib.RW_ZLIB, names)
 
 
 @functools.lru_cache(maxsize=1)

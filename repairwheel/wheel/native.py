@@ -1,10 +1,11 @@
-"""Native functions the C core calls through pointers: OpenSSL's EVP digests, as Python's
-``_hashlib`` links them, so the core can hash what it inflates or deflates with the GIL
-released."""
+"""Native functions the C core calls through pointers: the system zlib (where no zlib-ng
+extension is installed) and OpenSSL's EVP digests, as Python's ``_hashlib`` links them, so the
+core can inflate, deflate and hash with the GIL released."""
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import functools
 import logging
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ def function_pointer(cdll: ctypes.CDLL, name: str) -> Any:
     """``name`` in ``cdll`` as the C core's generic ``void (*)(void)``."""
     address = ctypes.cast(getattr(cdll, name), ctypes.c_void_p).value
     return ffi.cast("void (*)(void)", address)
+
+
+def system_zlib() -> ctypes.CDLL:
+    """The system's libz (the C core's RW_ZLIB flavour)."""
+    return ctypes.CDLL(ctypes.util.find_library("z") or "libz.so.1")
+
+
+def zlib_version(cdll: ctypes.CDLL) -> Any:
+    """zlib's ``zlibVersion()`` as the C string its ``*Init2_`` functions take (the caller
+    keeps it alive as long as the stream structs that point at it)."""
+    cdll.zlibVersion.restype = ctypes.c_char_p
+    return ffi.new("char[]", cdll.zlibVersion())
 
 
 @functools.lru_cache(maxsize=1)
