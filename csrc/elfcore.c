@@ -103,7 +103,18 @@ typedef struct {
     /* Bytes of strings the caller will copy out.  Many entries may point at one long
        string; the budget keeps a small crafted file from costing gigabytes downstream. */
     uint64_t budget;
+    /* rw_elf_parse_kept: the only bytes of the buffer that hold the file's (sorted,
+       disjoint [start, end) pairs), and the reads that wanted others */
+    const uint64_t *kept;
+    size_t n_kept;
+    struct misses *misses;
 } parser;
+
+/* The reads rw_elf_parse_kept found outside the kept bytes. */
+struct misses {
+    int any;
+    uint64_t off, end; /* the first offset and the last end among them */
+};
 
 #if defined(__GNUC__)
 static int fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -189,9 +200,34 @@ static void *scratch_array(parser *p, uint64_t n, uint64_t size)
 }
 
 /* ---- bounds-checked reads ---- */
+/* Whether [off, off + size), inside the buffer, lies in one kept range; a read that is not
+   is recorded as missing. */
+static int kept(const parser *p, uint64_t off, uint64_t size)
+{
+    struct misses *m = p->misses;
+    size_t lo = 0, hi = p->n_kept;
+    while (lo < hi) { /* the last range starting at or before off */
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->kept[2 * mid] <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo && off < p->kept[2 * lo - 1] && size <= p->kept[2 * lo - 1] - off)
+        return 1;
+    if (!m->any || off < m->off)
+        m->off = off;
+    if (!m->any || off + size > m->end)
+        m->end = off + size;
+    m->any = 1;
+    return 0;
+}
+
 static int in_range(const parser *p, uint64_t off, uint64_t size)
 {
-    return off <= p->len && size <= p->len - off;
+    if (!(off <= p->len && size <= p->len - off))
+        return 0;
+    return p->kept == NULL || size == 0 || kept(p, off, size);
 }
 
 static uint64_t get_u(const parser *p, uint64_t off, int width)
@@ -266,6 +302,8 @@ static int parse_header(parser *p)
     rw_elf *e = &p->out->pub;
     uint64_t v, shnum0 = 0;
     int w;
+    if (!in_range(p, 0, p->len < 64 ? p->len : 64))
+        return fail(p, "the ELF header is not in the bytes kept");
     if (p->len < 16 || memcmp(p->buf, "\x7f" "ELF", 4) != 0)
         return fail(p, "not an ELF file (bad magic)");
     if (p->buf[4] != 1 && p->buf[4] != 2)
@@ -938,10 +976,12 @@ static int parse(parser *p, int options)
     return 0;
 }
 
-int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char *err,
-                 size_t errlen)
+static int parse_buffer(const uint8_t *buf, size_t len, const uint64_t *kept_ranges,
+                        size_t n_kept, int options, rw_elf **out, char *err, size_t errlen,
+                        uint64_t *miss)
 {
     parser p;
+    struct misses misses = {0, 0, 0};
     rw_elf_owned *owned;
     int rc;
     *out = NULL;
@@ -961,9 +1001,21 @@ int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char
     p.out = owned;
     p.err = err;
     p.errlen = errlen;
+    p.kept = kept_ranges;
+    p.n_kept = n_kept;
+    p.misses = &misses;
     rc = parse(&p, options);
     free(p.version_names);
     free(p.sym_names);
+    if (misses.any) { /* whatever the parse made of it, it lacked bytes */
+        miss[0] = misses.off;
+        miss[1] = misses.end;
+        if (errlen)
+            snprintf(err, errlen, "bytes %llu to %llu are not kept",
+                     (unsigned long long)misses.off, (unsigned long long)misses.end);
+        rw_elf_free(&owned->pub);
+        return RW_MISSING;
+    }
     if (rc != 0) {
         rc = p.nomem ? RW_NOMEM : RW_ERR;
         if (p.nomem && errlen)
@@ -973,6 +1025,138 @@ int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char
     }
     *out = &owned->pub;
     return RW_OK;
+}
+
+int rw_elf_parse(const uint8_t *buf, size_t len, int options, rw_elf **out, char *err,
+                 size_t errlen)
+{
+    return parse_buffer(buf, len, NULL, 0, options, out, err, errlen, NULL);
+}
+
+int rw_elf_parse_kept(const uint8_t *buf, size_t len, const uint64_t *kept, size_t n_kept,
+                      int options, rw_elf **out, char *err, size_t errlen, uint64_t *miss)
+{
+    miss[0] = miss[1] = 0;
+    /* no range kept is an empty list, never "everything" */
+    return parse_buffer(buf, len, kept ? kept : miss, kept ? n_kept : 0, options, out, err,
+                        errlen, miss);
+}
+
+/* Append [off, off + size) clipped to the buffer, if it holds a byte and there is room. */
+static void want(const parser *p, uint64_t *pairs, size_t cap, size_t *n, uint64_t off,
+                 uint64_t size)
+{
+    if (*n >= cap || off >= p->len || size == 0)
+        return;
+    pairs[2 * *n] = off;
+    pairs[2 * *n + 1] = size > p->len - off ? p->len : off + size;
+    (*n)++;
+}
+
+/* A dynamic table at `addr`, `size` bytes (0: not known) as far as its PT_LOAD's file
+   bytes and TABLE_GUESS. */
+#define TABLE_GUESS ((uint64_t)4 << 20)
+static void want_table(const parser *p, uint64_t *pairs, size_t cap, size_t *n, uint64_t addr,
+                       uint64_t size)
+{
+    size_t i;
+    for (i = 0; i < p->n_loads; i++) {
+        const load_seg *s = &p->loads[i];
+        if (addr >= s->vaddr && addr - s->vaddr < s->filesz) {
+            uint64_t left = s->filesz - (addr - s->vaddr);
+            uint64_t take = size ? size : TABLE_GUESS;
+            want(p, pairs, cap, n, s->offset + (addr - s->vaddr), take < left ? take : left);
+            return;
+        }
+    }
+}
+
+size_t rw_elf_wanted(const uint8_t *buf, size_t len, const uint64_t *kept, size_t n_kept,
+                     uint64_t *pairs, size_t cap)
+{
+    parser p;
+    struct misses misses = {0, 0, 0};
+    rw_elf_owned owned;
+    uint64_t i;
+    size_t n = 0;
+    char err[8];
+    dyn_info d;
+    memset(&p, 0, sizeof(p));
+    memset(&owned, 0, sizeof(owned));
+    p.buf = buf;
+    p.len = buf ? len : 0;
+    p.out = &owned;
+    p.err = err;
+    p.errlen = sizeof(err);
+    p.kept = kept ? kept : pairs;
+    p.n_kept = kept ? n_kept : 0;
+    p.misses = &misses;
+    p.budget = OUTPUT_CAP;
+    if (p.len < 64 || !in_range(&p, 0, 64)) {
+        want(&p, pairs, cap, &n, 0, 64);
+        return n;
+    }
+    if (memcmp(buf, "\x7f" "ELF", 4) != 0 || (buf[4] != 1 && buf[4] != 2) ||
+        (buf[5] != 1 && buf[5] != 2))
+        return n;
+    p.is64 = buf[4] == 2;
+    p.big = buf[5] == 2;
+    {   /* the header's own counts, before the parse drops a table it cannot read yet */
+        unsigned w = p.is64 ? 8u : 4u;
+        uint64_t shoff = get_u(&p, 24u + 2u * w, (int)w), bytes;
+        uint64_t shentsize = get_u(&p, 24u + 3u * w + 10, 2);
+        uint64_t shnum = get_u(&p, 24u + 3u * w + 12, 2);
+        /* no count: extended numbering keeps it in section header 0 */
+        if (shoff && shentsize && !mul_u64(shnum ? shnum : 1, shentsize, &bytes))
+            want(&p, pairs, cap, &n, shoff, bytes);
+    }
+    if (parse_header(&p) != 0) { /* program headers not kept yet, or not to be read */
+        if (p.phentsize && p.phnum <= p.len / p.phentsize)
+            want(&p, pairs, cap, &n, p.phoff, p.phnum * p.phentsize);
+        return n;
+    }
+    /* Segments read without the parser's copies: only their types, places and sizes. */
+    p.loads = calloc(p.phnum ? (size_t)p.phnum : 1, sizeof(load_seg));
+    if (p.loads == NULL)
+        return n;
+    for (i = 0; i < p.phnum; i++) {
+        rw_segment seg;
+        ph_read(&p, i, &seg);
+        if (seg.type == PT_LOAD) {
+            load_seg *s = &p.loads[p.n_loads++];
+            s->vaddr = seg.vaddr;
+            s->offset = seg.offset;
+            s->filesz = seg.filesz;
+        } else if (seg.type == PT_DYNAMIC || seg.type == PT_INTERP || seg.type == PT_NOTE ||
+                   seg.type == PT_GNU_PROPERTY) {
+            want(&p, pairs, cap, &n, seg.offset, seg.filesz);
+        }
+        if (seg.type == PT_DYNAMIC && !p.has_dyn) {
+            p.has_dyn = 1;
+            p.dyn_off = seg.offset;
+            p.dyn_size = seg.filesz;
+        }
+    }
+    /* With the dynamic table kept: where the tables it points at lie. */
+    if (p.has_dyn && in_range(&p, p.dyn_off, p.dyn_size)) {
+        scan_dynamic(&p, &d);
+        if (d.has_strtab)
+            want_table(&p, pairs, cap, &n, d.strtab, d.has_strsz ? d.strsz : 0);
+        if (d.has_symtab)
+            want_table(&p, pairs, cap, &n, d.symtab, 0);
+        if (d.has_gnu_hash)
+            want_table(&p, pairs, cap, &n, d.gnu_hash, 0);
+        if (d.has_hash)
+            want_table(&p, pairs, cap, &n, d.hash, 0);
+        if (d.has_versym)
+            want_table(&p, pairs, cap, &n, d.versym, 0);
+        if (d.has_verneed)
+            want_table(&p, pairs, cap, &n, d.verneed, 0);
+        if (d.has_verdef)
+            want_table(&p, pairs, cap, &n, d.verdef, 0);
+    }
+    free(p.loads);
+    return n;
 }
 
 void rw_elf_free(rw_elf *elf)

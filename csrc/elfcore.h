@@ -18,6 +18,7 @@
 #define RW_OK 0
 #define RW_ERR 1
 #define RW_NOMEM 2
+#define RW_MISSING 3  /* rw_elf_parse_kept: the parse needs bytes that were not kept */
 
 #define RW_WANT_SYMBOLS 1
 /* With RW_WANT_SYMBOLS: only the undefined symbols, and the defined ones named as a Python
@@ -89,6 +90,29 @@ typedef struct {
 int rw_elf_parse(const uint8_t *buf, size_t len, int options,
                  rw_elf **out, char *err, size_t errlen);
 void rw_elf_free(rw_elf *elf);
+
+/*
+ * rw_elf_parse of a buffer that holds only some of the file's bytes: `n_kept` sorted
+ * [start, end) pairs in `kept`, no two overlapping or touching (a read must lie in one),
+ * the rest of its `len` bytes anything.  A
+ * parse that would read any other byte returns RW_MISSING instead of a result, with
+ * miss[0] the first such offset and miss[1] the end of the last (where a caller that can
+ * get those bytes should keep them to); otherwise it is rw_elf_parse's, byte for byte.
+ */
+int rw_elf_parse_kept(const uint8_t *buf, size_t len, const uint64_t *kept, size_t n_kept,
+                      int options, rw_elf **out, char *err, size_t errlen, uint64_t *miss);
+
+/*
+ * What a parse of the file in `buf` (`len` bytes, of which only the `n_kept` sorted,
+ * disjoint [start, end) pairs in `kept` need hold the file's) reads, as far as those bytes
+ * tell: the ELF header and the header tables; each PT_DYNAMIC, PT_INTERP, PT_NOTE and
+ * PT_GNU_PROPERTY segment; once the dynamic table is kept, the tables it points at (the
+ * string table by DT_STRSZ, the others as far as their PT_LOAD's bytes, at most 4 MiB).
+ * Up to `cap` [start, end) pairs in `pairs`, unsorted, clipped to `len`; returns how many.
+ * The wake of an rw_keep, for keeping the bytes a parse needs in one inflate.
+ */
+size_t rw_elf_wanted(const uint8_t *buf, size_t len, const uint64_t *kept, size_t n_kept,
+                     uint64_t *pairs, size_t cap);
 /* END CDEF */
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "elfcore.h"
 
+#include <sanitizer/asan_interface.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,12 +148,159 @@ static void check_imports_only(const uint8_t *data, size_t size)
     rw_elf_free(some);
 }
 
+static int same_string(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int same_strings(const char *const *a, const char *const *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!same_string(a[i], b[i]))
+            return 0;
+    return 1;
+}
+
+/* Whether two parses found the same facts. */
+static int same_elf(const rw_elf *a, const rw_elf *b)
+{
+    size_t i;
+    if (a->elf_class != b->elf_class || a->big_endian != b->big_endian ||
+        a->elf_type != b->elf_type || a->machine != b->machine || a->osabi != b->osabi ||
+        a->flags != b->flags || a->n_segments != b->n_segments || a->n_rpaths != b->n_rpaths ||
+        a->n_runpaths != b->n_runpaths || a->n_needed != b->n_needed ||
+        a->n_verneed != b->n_verneed || a->n_verdef != b->n_verdef ||
+        a->has_isa_needed != b->has_isa_needed || a->isa_needed != b->isa_needed ||
+        a->n_symbols != b->n_symbols || a->sym_strings_len != b->sym_strings_len)
+        return 0;
+    if (a->n_segments && memcmp(a->segments, b->segments, a->n_segments * sizeof(rw_segment)))
+        return 0;
+    if (!same_string(a->interpreter, b->interpreter) || !same_string(a->soname, b->soname) ||
+        !same_strings(a->rpaths, b->rpaths, a->n_rpaths) ||
+        !same_strings(a->runpaths, b->runpaths, a->n_runpaths) ||
+        !same_strings(a->needed, b->needed, a->n_needed) ||
+        !same_strings(a->verdef, b->verdef, a->n_verdef))
+        return 0;
+    for (i = 0; i < a->n_verneed; i++)
+        if (!same_string(a->verneed[i].file, b->verneed[i].file) ||
+            !same_string(a->verneed[i].name, b->verneed[i].name) ||
+            a->verneed[i].flags != b->verneed[i].flags)
+            return 0;
+    return a->sym_strings_len == 0 ||
+           (memcmp(a->sym_strings, b->sym_strings, a->sym_strings_len) == 0 &&
+            memcmp(a->sym_info, b->sym_info, 4 * a->n_symbols) == 0);
+}
+
+#define KEPT_CAP 72 /* ranges: a prefix, the far ones, one per miss */
+#define KEPT_PASSES 64
+
+/* Add [start, end) to the sorted, disjoint ranges, merging what it touches. */
+static size_t keep_range(uint64_t *r, size_t n, uint64_t start, uint64_t end)
+{
+    uint64_t merged[2 * KEPT_CAP + 2];
+    size_t i, m = 0;
+    int placed = 0;
+    for (i = 0; i < n; i++) {
+        if (r[2 * i + 1] < start) {
+            merged[2 * m] = r[2 * i], merged[2 * m + 1] = r[2 * i + 1], m++;
+        } else if (r[2 * i] > end) {
+            if (!placed)
+                merged[2 * m] = start, merged[2 * m + 1] = end, m++, placed = 1;
+            merged[2 * m] = r[2 * i], merged[2 * m + 1] = r[2 * i + 1], m++;
+        } else {
+            start = r[2 * i] < start ? r[2 * i] : start;
+            end = r[2 * i + 1] > end ? r[2 * i + 1] : end;
+        }
+    }
+    if (!placed)
+        merged[2 * m] = start, merged[2 * m + 1] = end, m++;
+    memcpy(r, merged, 2 * m * sizeof(uint64_t));
+    return m;
+}
+
+/* The bytes outside the ranges changed (each one's complement) and, where whole 8-byte
+   granules are, poisoned for AddressSanitizer: a kept parse must not read them. */
+static void hide_unkept(uint8_t *out, const uint8_t *data, size_t size, const uint64_t *r,
+                        size_t n)
+{
+    size_t i, at = 0;
+    ASAN_UNPOISON_MEMORY_REGION(out, size);
+    memcpy(out, data, size);
+    for (i = 0; i <= n; i++) {
+        size_t to = i < n ? (size_t)r[2 * i] : size, from;
+        for (from = at; from < to; from++)
+            out[from] = (uint8_t)~data[from];
+        from = (at + 7) & ~(size_t)7;
+        if (to > from && (to & ~(size_t)7) > from)
+            ASAN_POISON_MEMORY_REGION(out + from, (to & ~(size_t)7) - from);
+        at = i < n ? (size_t)r[2 * i + 1] : size;
+    }
+}
+
+/* A parse of only some of the bytes: it reads nothing outside them (the rest is hidden),
+   and keeping what it says is missing, pass after pass, ends in the whole parse's verdict,
+   facts and message.  The first ranges kept are a prefix (its length from the input) and
+   what rw_elf_wanted names from the bytes kept, as an inflate's wakes would add them. */
+static void check_kept(const uint8_t *data, size_t size, int options)
+{
+    uint64_t r[2 * KEPT_CAP + 2], far[2 * 8], miss[2];
+    size_t n = 0, n_far, i, prefix = size > 64 ? (size_t)(data[size / 2] * size / 255) : size;
+    char err_all[256], err_kept[256];
+    rw_elf *all = NULL, *some = NULL;
+    int rc_all, rc = RW_MISSING, pass;
+    uint8_t *hidden = malloc(size ? size : 1);
+    if (hidden == NULL)
+        return;
+    rc_all = rw_elf_parse(data, size, options, &all, err_all, sizeof(err_all));
+    if (prefix)
+        n = keep_range(r, n, 0, prefix);
+    /* What the wakes of one inflate would add, until they name nothing new. */
+    for (pass = 0; pass < 8 && n < KEPT_CAP - 8; pass++) {
+        size_t before = n;
+        hide_unkept(hidden, data, size, r, n);
+        n_far = rw_elf_wanted(hidden, size, r, n, far, 8);
+        if (n_far > 8)
+            abort();
+        for (i = 0; i < n_far; i++) {
+            if (far[2 * i] >= far[2 * i + 1] || far[2 * i + 1] > size)
+                abort();
+            n = keep_range(r, n, far[2 * i], far[2 * i + 1]);
+        }
+        if (n == before && n_far == 0)
+            break;
+    }
+    for (pass = 0; pass < KEPT_PASSES && rc == RW_MISSING && n < KEPT_CAP; pass++) {
+        hide_unkept(hidden, data, size, r, n);
+        rc = rw_elf_parse_kept(hidden, size, r, n, options, &some, err_kept, sizeof(err_kept),
+                               miss);
+        if (rc == RW_MISSING) {
+            if (some != NULL || miss[0] >= miss[1] || miss[1] > size)
+                abort();
+            n = keep_range(r, n, miss[0], miss[1]);
+        }
+    }
+    ASAN_UNPOISON_MEMORY_REGION(hidden, size ? size : 1);
+    if (rc != RW_MISSING) {
+        if (rc != rc_all)
+            abort();
+        if (rc == RW_OK && !same_elf(all, some))
+            abort();
+        if (rc == RW_ERR && strcmp(err_all, err_kept) != 0)
+            abort();
+    }
+    rw_elf_free(all);
+    rw_elf_free(some);
+    free(hidden);
+}
+
 static inline void fuzz_check(const uint8_t *data, size_t size) /* inline: not every user calls it */
 {
     parse_once(data, size, 0);
     parse_once(data, size, RW_WANT_SYMBOLS);
     parse_once(data, size, RW_WANT_SYMBOLS | RW_IMPORTS_ONLY);
     check_imports_only(data, size);
+    check_kept(data, size, RW_WANT_SYMBOLS | RW_IMPORTS_ONLY);
 }
 
 #endif

@@ -7,7 +7,8 @@
  * Built by fuzz/run.sh with tiny read and write buffers (RW_IN_CHUNK, RW_OUT_WINDOW) and a
  * low RW_DRAIN_MIN, so members written to a descriptor cross many hand-overs to the thread
  * that writes them. Then the same member behind a local header goes through
- * rw_member_heads, whose heads must be zlib's first bytes.
+ * rw_member_heads, whose heads must be zlib's first bytes, and once more with byte ranges
+ * kept and a prefix asked for (check_keep).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -138,6 +139,94 @@ static void check_heads(const rw_inflater *z, const uint8_t *data, size_t len, i
     close(fd);
 }
 
+#define KEEP_MARK 0xa5
+#define KEEP_CAP 6
+
+/* A wake that asks for a range near the end of the last one complete, its place and length
+   from that range's first byte: ahead, touching, or partly behind the output. */
+static size_t wake_near(const uint8_t *base, size_t size, const uint64_t *kept, size_t n_kept,
+                        uint64_t *pairs, size_t cap)
+{
+    uint8_t b;
+    uint64_t end;
+    if (n_kept == 0 || cap == 0 || size == 0)
+        return 0;
+    b = base[kept[2 * n_kept - 2]];
+    end = kept[2 * n_kept - 1];
+    pairs[0] = (b & 3) == 3 && end > 2 ? end - 2 : end + (b & 3);
+    pairs[1] = pairs[0] + 1 + (b >> 2);
+    return 1;
+}
+
+/* The same member again, written nowhere, with up to three ranges kept (from `shape`), a
+   wake adding more, and when `cut` says so a prefix asked for: the ranges stay sorted and
+   disjoint, the bytes they end up naming are zlib's and nothing else is touched; without a
+   prefix the verdict is the first call's (`first`), with one a sound member (`sound`)
+   stops there with the prefix's CRC. */
+static void check_keep(const rw_inflater *z, int in_fd, size_t lead, size_t len, int deflated,
+                       uint64_t usize, const uint8_t *want, const rw_inflate_result *first,
+                       int sound, unsigned shape, unsigned cut)
+{
+    uint64_t ranges[2 * KEEP_CAP], at = 0, limit = usize + 2;
+    size_t n = 0, i;
+    rw_keep keep;
+    rw_inflate_result res;
+    uint8_t *base = malloc((size_t)usize + 1);
+    if (base == NULL)
+        fail("malloc");
+    memset(base, KEEP_MARK, (size_t)usize + 1);
+    for (i = 0; i < 3 && (shape >> (2 * i)) & 3; i++) {
+        uint64_t start = at + (limit * ((shape >> (2 * i)) & 3)) / 7;
+        uint64_t end = start + 1 + (limit * (cut & 7)) / 5;
+        if (start >= usize)
+            break;
+        ranges[2 * n] = start;
+        ranges[2 * n + 1] = end < usize ? end : usize;
+        at = ranges[2 * n + 1] + 1;
+        n++;
+    }
+    keep.ranges = ranges;
+    keep.n = n;
+    keep.cap = KEEP_CAP;
+    keep.base = base;
+    keep.stop = (cut & 0x80) ? (usize * ((cut >> 3) & 15)) / 16 : 0;
+    keep.wake = (shape & 0x40) ? wake_near : NULL;
+    rw_inflate_member(z, in_fd, lead, len, deflated, usize, NULL, -1, NULL, NULL, &keep, &res);
+    if (res.produced > usize || (keep.stop && res.produced > keep.stop))
+        fail("a kept inflate made more bytes than declared or asked for");
+    if (keep.n > KEEP_CAP || (n && keep.n == 0))
+        fail("the kept ranges overflowed or were lost"); /* (a new one may join two) */
+    for (i = 0; i < keep.n; i++)
+        if (ranges[2 * i] >= ranges[2 * i + 1] || ranges[2 * i + 1] > usize ||
+            (i && ranges[2 * i] < ranges[2 * i - 1]))
+            fail("the kept ranges are not sorted, disjoint and inside the member");
+    n = keep.n;
+    for (i = 0; i < usize; i++) {
+        int inside = 0;
+        size_t r;
+        for (r = 0; r < n; r++)
+            inside |= i >= ranges[2 * r] && i < ranges[2 * r + 1];
+        if (inside && i < res.produced && base[i] != want[i])
+            fail("a kept byte differs from zlib's");
+        if ((!inside || i >= res.produced) && base[i] != KEEP_MARK)
+            fail("a byte outside the kept ranges was written");
+    }
+    if (base[usize] != KEEP_MARK)
+        fail("written past the declared size");
+    if (keep.stop && keep.stop < usize) {
+        if (res.status == RW_INF_PREFIX &&
+            (res.produced != keep.stop || res.crc != (uint32_t)crc32(0, want, (uInt)keep.stop)))
+            fail("a prefix of the wrong length or CRC");
+        if (sound && res.status != RW_INF_PREFIX)
+            fail("a sound member did not stop at the prefix asked for");
+    } else if (res.status != first->status ||
+               (res.status == RW_INF_OK && res.produced != first->produced)) {
+        /* (how far a refused member got depends on the window sizes: not compared) */
+        fail("keeping bytes changed the verdict");
+    }
+    free(base);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t want[CAP];
@@ -196,7 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     blocks.capacity = (data[-1] & 8) ? 1 : BLOCKS_CAP;
     blocks.count = 99; /* the call resets it */
     rw_inflate_member(&z, in_fd, lead, len, deflated, usize, to_fd ? NULL : out, out_fd, NULL,
-                      (data[-1] & 4) ? &blocks : NULL, &res);
+                      (data[-1] & 4) ? &blocks : NULL, NULL, &res);
     if (res.produced > usize)
         fail("more bytes than declared");
     if (to_fd) {
@@ -224,6 +313,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (ended && usize == ref_len && !(deflated == 0 && usize != len)) {
         fail("refused a member zlib ends at its declared size");
     }
+    check_keep(&z, in_fd, lead, len, deflated, usize, want, &res, ended && usize == ref_len,
+               data[-3], data[-4]);
     check_heads(&z, data, len, deflated, usize, want, ref_len, lead * 37,
                 data[-1] >> 4, data[-2]);
     free(out);

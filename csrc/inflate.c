@@ -334,6 +334,9 @@ typedef struct {
     const rw_digest *digest;
     rw_inflate_result *res;
     drain *drain;     /* out_fd only: digests and writes on a second thread; NULL: here */
+    rw_keep *keep;       /* NULL: nothing copied out */
+    size_t next_keep;    /* the first of keep's ranges not wholly behind the output */
+    uint64_t stop;       /* keep->stop, or 0 */
 } sink;
 
 /* The window to fill: `own`, or with a drain the one it does not hold. */
@@ -342,26 +345,103 @@ static uint8_t *window_of(const sink *k, uint8_t *own)
     return k->drain ? k->drain->windows[k->drain->filling] : own;
 }
 
-/* Account for `n` new bytes at `p` (out_buf's, or the window's): bounded, CRC'd, digested,
-   written unless in out_buf (with a drain, handed to it). */
-static int emit(const sink *k, const uint8_t *p, size_t n)
+#define WAKE_PAIRS 16 /* ranges one wake may name */
+
+/* Add [start, end) to keep's ranges from index `from` on (all of which end past `start`),
+   merging what it overlaps or touches; dropped when there is no room. */
+static void keep_insert(rw_keep *keep, size_t from, uint64_t start, uint64_t end)
+{
+    uint64_t *r = keep->ranges;
+    size_t i = from, j;
+    while (i < keep->n && r[2 * i + 1] < start)
+        i++;
+    for (j = i; j < keep->n && r[2 * j] <= end; j++) { /* [i, j) merge with it */
+        start = r[2 * j] < start ? r[2 * j] : start;
+        end = r[2 * j + 1] > end ? r[2 * j + 1] : end;
+    }
+    if (j == i && keep->n == keep->cap)
+        return;
+    if (j == i) { /* a new one at i */
+        memmove(r + 2 * i + 2, r + 2 * i, 2 * (keep->n - i) * sizeof(*r));
+        keep->n++;
+        j = i + 1;
+    } else if (j > i + 1) { /* several become one */
+        memmove(r + 2 * i + 2, r + 2 * j, 2 * (keep->n - j) * sizeof(*r));
+        keep->n -= j - i - 1;
+    }
+    r[2 * i] = start;
+    r[2 * i + 1] = end;
+}
+
+/* The ranges a wake names, those parts of them from `at` on added. */
+static void keep_wake(sink *k, uint64_t at)
+{
+    rw_keep *keep = k->keep;
+    uint64_t pairs[2 * WAKE_PAIRS];
+    size_t room = keep->cap - keep->n, got, i;
+    if (room > WAKE_PAIRS)
+        room = WAKE_PAIRS;
+    got = keep->wake(keep->base, (size_t)k->usize, keep->ranges, k->next_keep, pairs, room);
+    for (i = 0; i < got && i < room; i++) {
+        uint64_t start = pairs[2 * i] > at ? pairs[2 * i] : at;
+        uint64_t end = pairs[2 * i + 1] < k->usize ? pairs[2 * i + 1] : k->usize;
+        if (start < end)
+            keep_insert(keep, k->next_keep, start, end);
+    }
+}
+
+/* Copy what keep's ranges hold of the `n` bytes at `p`, which are the output's from `at`,
+   waking the keep at each range's end. */
+static void keep_copy(sink *k, const uint8_t *p, size_t n, uint64_t at)
+{
+    rw_keep *keep = k->keep;
+    uint64_t end = at + n;
+    while (at < end && k->next_keep < keep->n) {
+        uint64_t *r = keep->ranges + 2 * k->next_keep;
+        uint64_t from = r[0] > at ? r[0] : at, to = r[1] < end ? r[1] : end;
+        if (from >= end)
+            return; /* the next range starts after these bytes */
+        memcpy(keep->base + from, p + (from - at), (size_t)(to - from));
+        p += to - at;
+        at = to;
+        if (to == r[1]) { /* complete */
+            k->next_keep++;
+            if (keep->wake)
+                keep_wake(k, at);
+        }
+    }
+}
+
+/* Account for `n` new bytes at `p` (out_buf's, or the window's): bounded, CRC'd, kept,
+   digested, written unless in out_buf (with a drain, handed to it). */
+static int emit(sink *k, const uint8_t *p, size_t n)
 {
     rw_inflate_result *res = k->res;
     if (n > k->usize - res->produced)
         return finish(res, RW_INF_TOO_LONG, 0);
     res->crc = crc_update(k->z, res->crc, p, n);
+    if (k->keep)
+        keep_copy(k, p, n, res->produced);
     res->produced += n;
     if (k->drain)
         return drain_put(k->drain, p, n, res);
     return digest_and_write(k->digest, k->out_buf ? -1 : k->out_fd, p, n, res);
 }
 
-static int copy_stored(const sink *k, int in_fd, uint64_t offset, uint64_t csize,
+/* Whether the prefix asked for is out (the caller then stops with RW_INF_PREFIX). */
+static int stopped(const sink *k)
+{
+    return k->stop && k->res->produced >= k->stop;
+}
+
+static int copy_stored(sink *k, int in_fd, uint64_t offset, uint64_t csize,
                        uint8_t *window, size_t window_size)
 {
     uint64_t done = 0;
     while (done < csize) {
         size_t n = (size_t)(csize - done < window_size ? csize - done : window_size);
+        if (k->stop && n > k->stop - done)
+            n = (size_t)(k->stop - done);
         uint8_t *dst = window_of(k, window);
         if (k->out_buf) {
             if (n > k->usize - done)
@@ -371,11 +451,13 @@ static int copy_stored(const sink *k, int in_fd, uint64_t offset, uint64_t csize
         if (read_at(in_fd, dst, n, offset + done, k->res) || emit(k, dst, n))
             return k->res->status;
         done += n;
+        if (stopped(k) && done < csize)
+            return finish(k->res, RW_INF_PREFIX, 0);
     }
     return RW_INF_OK;
 }
 
-static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, uint64_t csize,
+static int inflate_stream(stream *s, sink *k, int in_fd, uint64_t offset, uint64_t csize,
                           uint8_t *in, size_t in_size, uint8_t *window, size_t window_size,
                           rw_blocks *blocks)
 {
@@ -411,6 +493,8 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
         }
         if (room > CRC_PIECE)
             room = CRC_PIECE;
+        if (k->stop && at < k->stop && room > k->stop - at)
+            room = k->stop - at;
         before = st_avail_in(s);
         rc = st_step(s, dst, (uint32_t)room, flush, &got);
         if (blocks && rc >= 0)
@@ -422,7 +506,8 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
             fill += got;
             /* Emitted when the window is full, the stream stops, or past the declared size;
                block by block stops only fill it further. */
-            if (fill && (fill == window_size || rc != 0 || at + got > usize || !blocks)) {
+            if (fill && (fill == window_size || rc != 0 || at + got > usize || !blocks ||
+                         (k->stop && at + got >= k->stop))) {
                 if (emit(k, window, fill))
                     return res->status;
                 fill = 0;
@@ -430,6 +515,8 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
         }
         if (rc == Z_STREAM_END_)
             return RW_INF_OK;
+        if (stopped(k))
+            return finish(res, RW_INF_PREFIX, 0);
         if (rc == Z_MEM_ERROR_)
             return finish(res, RW_INF_NOMEM, 0);
         if (rc == Z_NEED_DICT_ || (rc < 0 && rc != Z_BUF_ERROR_)) {
@@ -458,13 +545,17 @@ static int inflate_stream(stream *s, const sink *k, int in_fd, uint64_t offset, 
 
 int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t csize,
                       int deflated, uint64_t usize, uint8_t *out_buf, int out_fd,
-                      const rw_digest *digest, rw_blocks *blocks, rw_inflate_result *res)
+                      const rw_digest *digest, rw_blocks *blocks, rw_keep *keep,
+                      rw_inflate_result *res)
 {
     sink k;
     uint8_t *in = NULL, *window = NULL, *second = NULL;
     stream s;
     drain d;
-    int rc, drained = out_buf == NULL && usize >= RW_DRAIN_MIN;
+    uint64_t stop = keep && keep->stop < usize ? keep->stop : 0;
+    /* A drain pays only for a whole member with something to digest or write. */
+    int rc, drained = out_buf == NULL && usize >= RW_DRAIN_MIN && !stop &&
+                      (digest != NULL || out_fd >= 0);
     /* Buffers no bigger than the member: a wheel of 3000 small files makes 3000 calls. */
     size_t in_size = csize < IN_CHUNK ? (size_t)csize + 1 : IN_CHUNK;
     size_t window_size = usize < OUT_WINDOW ? (size_t)usize + 1 : OUT_WINDOW;
@@ -482,6 +573,9 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
     k.digest = digest;
     k.res = res;
     k.drain = NULL;
+    k.keep = keep && keep->n ? keep : NULL;
+    k.next_keep = 0;
+    k.stop = stop;
     if (out_buf == NULL && (window = malloc(window_size)) == NULL)
         return finish(res, RW_INF_NOMEM, 0);
     /* Without the memory or the thread for a drain, the work is done here alone. */

@@ -29,6 +29,7 @@
 #define RW_INF_WRITE 6      /* write failed (err_no) */
 #define RW_INF_NOMEM 7
 #define RW_INF_DIGEST 8     /* the digest's update failed */
+#define RW_INF_PREFIX 9     /* stopped after keep->stop bytes, as asked */
 
 typedef struct {
     int flavor;           /* RW_ZNG or RW_ZLIB */
@@ -56,6 +57,24 @@ typedef struct {
     int overflow;         /* there were more than capacity: the list is incomplete */
 } rw_blocks;
 
+/* Output bytes to copy to `base` at their own offsets while the member inflates (base has
+   room for its declared size): `n` sorted, disjoint [start, end) ranges.  Each time a range
+   is complete, `wake` (when not NULL) is called with base, the member's size and the
+   ranges complete so far, and may name up to `cap` - `n` more in `pairs` (unsorted); what
+   they hold ahead of the output is kept too, and they end up in `ranges` (where one may
+   touch a range completed before it).  With `stop`
+   non-zero the inflate ends once that many bytes are out (RW_INF_PREFIX), the CRC and the
+   digest covering only those. */
+typedef struct {
+    uint64_t *ranges;        /* room for 2 * cap values */
+    size_t n;
+    size_t cap;
+    uint8_t *base;
+    uint64_t stop;
+    size_t (*wake)(const uint8_t *base, size_t size, const uint64_t *kept, size_t n_kept,
+                   uint64_t *pairs, size_t cap);
+} rw_keep;
+
 typedef struct {
     int status;           /* RW_INF_* */
     int err_no;
@@ -68,14 +87,16 @@ typedef struct {
  * The member whose `csize` stored bytes start at `offset` in `in_fd`: deflated
  * (`deflated` non-zero) or stored.  Its `usize` bytes go to `out_buf` (which
  * holds `usize` bytes) when it is not NULL, else to `out_fd`, and through
- * `digest` unless it is NULL.  With `blocks` (not NULL) a deflated member's
- * byte-aligned block ends are recorded there (it inflates block by block).  A
+ * `digest` unless it is NULL; `out_fd` -1 writes nothing (with `keep`, say).  With `blocks`
+ * (not NULL) a deflated member's byte-aligned block ends are recorded there (it inflates
+ * block by block); with `keep` (not NULL) the bytes it names are copied out.  A
  * stream that ends before its compressed bytes do ends the member there.
  * Returns the status, also in res->status.
  */
 int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t csize,
                       int deflated, uint64_t usize, uint8_t *out_buf, int out_fd,
-                      const rw_digest *digest, rw_blocks *blocks, rw_inflate_result *res);
+                      const rw_digest *digest, rw_blocks *blocks, rw_keep *keep,
+                      rw_inflate_result *res);
 
 /* The first bytes of many members, for telling which are ELF without a Python call each. */
 #define RW_HEAD_MAX 16

@@ -11,13 +11,16 @@
 #                  from fuzz/seeds/ and tests/data/fuzz/ (but its *.recipe);
 #   fuzz_elfgen    structure-aware: the input is a recipe that csrc/fuzz_elfgen.h turns
 #                  into an ELF skeleton (many dynamic entries at shared long strings,
-#                  version chains, hash tables that lie...), parsed;
+#                  version chains, hash tables that lie...), parsed; both parse targets
+#                  also parse from kept bytes only, the others hidden and poisoned
+#                  (rw_elf_parse_kept, rw_elf_wanted: csrc/fuzz_check.h);
 #   fuzz_elfpatch  the same recipes, whose tails also say how to lay the file out and how
 #                  to patch it; the patched file is checked (csrc/fuzz_patch_check.h).
 #                  The recipe targets' corpora start from fuzz/recipes/ and
 #                  tests/data/fuzz/*.recipe.
 #   fuzz_inflate   csrc/inflate.c with tiny buffers: a zip member's declared size and
-#                  method, then its bytes, inflated and checked against zlib's own inflate.
+#                  method, then its bytes, inflated and checked against zlib's own inflate,
+#                  and again with byte ranges kept, grown by a wake, and a prefix.
 #   fuzz_deflate   csrc/deflate.c: a level and buffers, deflated in one batch with zlib;
 #                  each stream must inflate back, its CRC and digest must be right.
 # Every run first replays fuzz/seeds/, tests/data/fuzz/ and fuzz/recipes/ file by file

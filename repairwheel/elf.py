@@ -307,6 +307,30 @@ def read_elf_and_symbols(
         return _parse(buf, name or label, options, None)
 
 
+@dataclass(frozen=True)
+class Missing:
+    """What a parse of kept bytes lacked: others from ``start`` (the first) to ``end`` (the
+    last one's end)."""
+
+    start: int
+    end: int
+
+
+Ranges = Sequence[tuple[int, int]]
+"""Sorted, disjoint ``(start, end)`` byte ranges of a file."""
+
+
+def read_kept_elf_and_symbols(
+    buf: bytearray | mmap.mmap, kept: Ranges, *, name: str, imports_only: bool = False
+) -> tuple[ElfFile, SymbolTable] | Missing:
+    """:func:`read_elf_and_symbols` of a buffer of the file's size that holds only the
+    ``kept`` ranges of its bytes: the same facts where those were enough, else what was
+    missing (the parser reads no other byte)."""
+    options = lib.RW_WANT_SYMBOLS | (lib.RW_IMPORTS_ONLY if imports_only else 0)
+    flat = ffi.new("uint64_t[]", [offset for pair in kept for offset in pair])
+    return _parse(buf, name, options, None, (flat, len(kept)))
+
+
 def is_elf(data: bytes) -> bool:
     """True if ``data`` starts with the ELF magic."""
     return data[:4] == ELF_MAGIC
@@ -344,18 +368,46 @@ def _string(ptr: Any) -> Any:
     return ffi.string(ptr).decode("utf-8", "surrogateescape")
 
 
+@overload
 def _parse(
     buf: bytes | bytearray | memoryview | mmap.mmap,
     label: str,
     options: int,
     keep: ElfSource | None,
-) -> tuple[ElfFile, SymbolTable]:
+) -> tuple[ElfFile, SymbolTable]: ...
+
+
+@overload
+def _parse(
+    buf: bytes | bytearray | memoryview | mmap.mmap,
+    label: str,
+    options: int,
+    keep: ElfSource | None,
+    kept: tuple[Any, int],
+) -> tuple[ElfFile, SymbolTable] | Missing: ...
+
+
+def _parse(
+    buf: bytes | bytearray | memoryview | mmap.mmap,
+    label: str,
+    options: int,
+    keep: ElfSource | None,
+    kept: tuple[Any, int] | None = None,
+) -> tuple[ElfFile, SymbolTable] | Missing:
     # The result's strings point into ``buf``: convert them before releasing it (an mmap
     # cannot close while a pointer into it is exported).
     with ffi.from_buffer(buf) as cbuf:
         out = ffi.new("rw_elf **")
         err = ffi.new("char[]", _ERRLEN)
-        rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
+        if kept is None:
+            rc = lib.rw_elf_parse(cbuf, len(cbuf), options, out, err, _ERRLEN)
+        else:
+            miss = ffi.new("uint64_t[2]")
+            rc = lib.rw_elf_parse_kept(
+                cbuf, len(cbuf), kept[0], kept[1], options, out, err, _ERRLEN, miss
+            )
+            if rc == lib.RW_MISSING:
+                return Missing(miss[0], miss[1])
         if rc == lib.RW_NOMEM:
             reason = "out of memory while reading the ELF file"
             raise ResourceError(f"{label}: {reason}", reason=reason)

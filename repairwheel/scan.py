@@ -8,6 +8,7 @@ member's bytes outlive its parsing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
 import posixpath
@@ -18,15 +19,27 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from .elf import ElfFile, SymbolTable, SymbolType, read_elf_and_symbols
+from .elf import (
+    ElfFile,
+    Missing,
+    Ranges,
+    SymbolTable,
+    SymbolType,
+    read_elf_and_symbols,
+    read_kept_elf_and_symbols,
+)
 from .errors import RepairwheelError, ResourceError
 from .progress import Progress
 from .wheel import WheelArchive
 from .wheel.inflate import Blocks
 
 SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped file kept for the repair
-MEMORY_FILE_SIZE = 4 << 20  # without a repair, members above this go to a memory file
+MEMORY_FILE_SIZE = 4 << 20  # without a repair, members above this keep only what is parsed
 THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
+KEPT_HEAD = 64 << 10  # kept from a member's start: the ELF header and program headers
+KEPT_PASSES = 8  # parses of kept bytes before a member is inflated whole instead
+KEPT_REACH = 4  # missing bytes past 1/KEPT_REACH of a member: inflating it whole costs less
+log = logging.getLogger(__name__)
 _PYFPE = frozenset({"PyFPE_jbuf", "PyFPE_dummy", "PyFPE_counter"})
 _WEAK = 2
 # Version needs on the dynamic loader itself are never a portability constraint.
@@ -126,12 +139,12 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
     if size <= (MEMORY_FILE_SIZE if spill_dir is None else SPILL_SIZE):
         elf, symbols = read_elf_and_symbols(archive.read(name), name=label, imports_only=True)
         return facts_from_symbols(name, elf, symbols)
-    # A big member is inflated into a file that is mapped: the parser touches only the pages
-    # holding headers and dynamic tables, so memory stays small whatever the member's size.
-    # With ``spill_dir`` the file is kept there, with where its deflate blocks end, so a
-    # repair patching it need not inflate it again; without, it is an anonymous memory file
-    # unless TMPDIR is set (a disk file's writes can cost more than the inflate), gone once
-    # parsed.
+    # Without ``spill_dir`` a big member's parse gets only the bytes it reads, kept as it
+    # inflates (_parse_kept); where those cannot settle it, the member is inflated into an
+    # anonymous memory file (a temp file if TMPDIR is set) that is mapped, gone once parsed.
+    # With ``spill_dir`` it is inflated into a file kept there, with where its deflate blocks
+    # end, so a repair patching it need not inflate it again. A mapped file's parse touches
+    # only the pages holding headers and dynamic tables: memory stays small either way.
     if spill_dir is None:
         return _parse_unkept(archive, name, label)
     try:
@@ -153,6 +166,9 @@ def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> El
 
 
 def _parse_unkept(archive: WheelArchive, name: str, label: str) -> ElfMember:
+    facts = _parse_kept(archive, name, label)
+    if facts is not None:
+        return facts
     fd = None
     if "TMPDIR" not in os.environ:  # else the user has chosen where spills go
         with contextlib.suppress(OSError, AttributeError):  # no memfd here: a temp file
@@ -168,6 +184,47 @@ def _parse_unkept(archive: WheelArchive, name: str, label: str) -> ElfMember:
         raise _spill_error(label, None, exc) from None
     with spill:
         return _parse_spill(archive, name, label, spill.fileno(), None)
+
+
+def _parse_kept(archive: WheelArchive, name: str, label: str) -> ElfMember | None:
+    """The member parsed from only the bytes its parse reads, copied into an anonymous
+    mapping as it inflates once (nothing is written): the inflate keeps its first KEPT_HEAD
+    bytes and, as it goes, what the bytes kept so far say a parse reads (header tables,
+    dynamic and note segments, then the tables past the dynamic one). Bytes a parse still
+    finds missing before 1/KEPT_REACH of the member (where linkers put the dynamic tables)
+    are made by inflating its start again, to a little past them. None where that does not
+    settle it: the caller then inflates the member whole."""
+    size = archive.member(name).file_size
+    try:
+        buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    except OSError:
+        return None
+    with buf:
+        reach = min(KEPT_HEAD, size)  # the member's bytes before this are all kept
+        found_kept = archive.keep_ranges(name, buf, [(0, reach)], elf=True)
+        kept = _merged(found_kept or ())
+        for _ in range(KEPT_PASSES if found_kept is not None else 0):
+            found = read_kept_elf_and_symbols(buf, kept, name=label, imports_only=True)
+            if not isinstance(found, Missing):
+                return facts_from_symbols(name, *found)
+            end = max(found.end, reach + max(1 << 20, reach // 8))
+            if end > size // KEPT_REACH:
+                break
+            archive.keep_ranges(name, buf, [(reach, end)], prefix=end)
+            kept, reach = _merged([*kept, (reach, end)]), end
+        log.debug("%s: the kept bytes did not settle its parse; inflating it whole", label)
+        return None
+
+
+def _merged(ranges: Ranges) -> list[tuple[int, int]]:
+    """``ranges`` sorted, with those that overlap or touch joined, empty ones dropped."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(r for r in ranges if r[0] < r[1]):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
 
 
 def _parse_spill(

@@ -291,16 +291,23 @@ def test_the_spill_folder_is_in_dev_shm_only_with_room_and_without_tmpdir(
 def test_a_full_temp_folder_while_spilling_is_one_line_naming_it(tmp_path: Path) -> None:
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("gcc") is None:
         unavailable("needs root, unshare and gcc to mount a small tmpfs")
+    """``fix`` spills a big member for its repair; ``show`` keeps only the bytes its parse
+    reads, so it needs no room there."""
     wheel = _big_elf_wheel(tmp_path)
     small = tmp_path / "small"
     small.mkdir()
-    script = (
-        f"mount -t tmpfs -o size=4m tmpfs {small} && "
-        f"TMPDIR={small} {sys.executable} -m repairwheel show {wheel}"
-    )
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, check=False
-    )
+    out = tmp_path / "out"
+
+    def in_small_tmpdir(*args: str) -> subprocess.CompletedProcess[str]:
+        script = (
+            f"mount -t tmpfs -o size=4m tmpfs {small} && "
+            f"TMPDIR={small} {sys.executable} -m repairwheel {' '.join(args)}"
+        )
+        return subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, check=False
+        )
+
+    proc = in_small_tmpdir("fix", "-w", str(out), str(wheel))
     if "mount" in proc.stderr and "permission" in proc.stderr.lower():
         unavailable(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     lines = proc.stderr.strip().splitlines()
@@ -308,8 +315,11 @@ def test_a_full_temp_folder_while_spilling_is_one_line_naming_it(tmp_path: Path)
     assert len(lines) == 1 and lines[0].startswith("repairwheel: error: "), proc.stderr
     assert f"_big{EXT_SUFFIX}" in lines[0] and "No space left on device" in lines[0]
     assert "TMPDIR" in lines[0]
-    # The control: with room, the same wheel is read.
-    ok = cli("show", str(wheel))
+    assert not out.exists() or not any(out.iterdir())
+    shown = in_small_tmpdir("show", str(wheel))
+    assert shown.returncode == 0, shown.stderr
+    # The control: with room, the same wheel is repaired.
+    ok = cli("fix", "-w", str(out), str(wheel))
     assert ok.returncode == 0, ok.stderr
 
 

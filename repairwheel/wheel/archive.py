@@ -19,7 +19,7 @@ from typing import Callable
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .inflate import Blocks
+from .inflate import Blocks, Keep
 from .names import WheelFilename
 from .records import (
     RecordHash,
@@ -111,6 +111,34 @@ class WheelArchive(ZipReader):
             for piece in self.stream(name):
                 out.write(piece)
         return None
+
+    def keep_ranges(
+        self,
+        name: str,
+        into: bytearray | mmap.mmap,
+        ranges: Sequence[tuple[int, int]],
+        *,
+        prefix: int = 0,
+        elf: bool = False,
+    ) -> list[tuple[int, int]] | None:
+        """Inflate the member once, copying only ``ranges`` of its bytes into ``into`` (a
+        writable buffer of its size) at their own offsets, and writing nothing else; with
+        ``elf``, also what an ELF parse reads, as the bytes kept tell it (:class:`.Keep`).
+        Returns the ranges kept. The member is checked as :meth:`extract_fd` checks it (CRC,
+        size, RECORD when reads are hashed); with ``prefix``, only its first ``prefix``
+        bytes are made, unchecked (for bytes a checked read has made already). None, with
+        nothing done, where the C core cannot do this here (no C inflate, or a hashed read
+        it cannot hash)."""
+        hashed = not prefix and self.hash_reads and name not in self._digests
+        if hashed and not self._hash_on_the_way(name):
+            return None
+        keep = Keep(ranges, into, prefix, elf)
+        done = self.inflate_whole(name, sha256=hashed, keep=keep)
+        if done is None:
+            return None
+        if hashed:  # the digest made on the way (a second, Python read if OpenSSL failed)
+            self._hash_result(name, done.sha256, lambda: self._read(name, hash_it=False))
+        return keep.kept
 
     def read(self, name: str) -> bytearray:
         """The member's contents, checked against its declared size and CRC.

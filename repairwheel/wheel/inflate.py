@@ -18,8 +18,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import mmap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._elfcore import ffi, lib
@@ -36,6 +37,7 @@ READ = lib.RW_INF_READ
 WRITE = lib.RW_INF_WRITE
 NOMEM = lib.RW_INF_NOMEM
 DIGEST = lib.RW_INF_DIGEST
+PREFIX = lib.RW_INF_PREFIX
 
 
 @dataclass(frozen=True)
@@ -75,26 +77,55 @@ class Inflater:
         out_fd: int = -1,
         sha256: bool = False,
         blocks: bool = False,
+        keep: Keep | None = None,
     ) -> Inflated:
         """The member whose ``csize`` bytes start at ``offset`` in ``fd``, into ``out`` (of
-        ``usize`` bytes) or else written to ``out_fd``; with ``sha256``, hashed on the way
-        where OpenSSL can be called (else ``Inflated.sha256`` is None); with ``blocks``, a
-        deflated member's block ends recorded (:data:`Blocks`; None when there are more than
-        one per BLOCK_SPAN compressed bytes, which no real deflater writes)."""
+        ``usize`` bytes) or else written to ``out_fd`` (-1: nowhere); with ``sha256``, hashed
+        on the way where OpenSSL can be called (else ``Inflated.sha256`` is None); with
+        ``blocks``, a deflated member's block ends recorded (:data:`Blocks`; None when there
+        are more than one per BLOCK_SPAN compressed bytes, which no real deflater writes);
+        with ``keep``, the bytes it names copied out (status PREFIX where it asks for a
+        prefix and the member is longer)."""
         res = ffi.new("rw_inflate_result *")
         buf = ffi.NULL if out is None else ffi.from_buffer("uint8_t[]", out)
         ends, _pairs = _block_room(csize) if blocks and deflated else (ffi.NULL, None)
         digest = _Sha256.start() if sha256 else None
+        kept = ffi.NULL if keep is None else ffi.new("rw_keep *")
+        base = ranges = None
         try:
             where = ffi.NULL if digest is None else digest.struct
+            if keep is not None:
+                flat = [at for pair in keep.ranges for at in pair]
+                ranges = ffi.new("uint64_t[]", 2 * KEEP_CAP)
+                ranges[0 : len(flat)] = flat
+                base = ffi.from_buffer("uint8_t[]", keep.base, require_writable=True)
+                kept.ranges, kept.n, kept.cap = ranges, len(keep.ranges), KEEP_CAP
+                kept.base, kept.stop = base, keep.stop
+                kept.wake = ffi.addressof(lib, "rw_elf_wanted") if keep.wake else ffi.NULL
             lib.rw_inflate_member(
-                self.struct, fd, offset, csize, int(deflated), usize, buf, out_fd, where, ends, res
+                self.struct,
+                fd,
+                offset,
+                csize,
+                int(deflated),
+                usize,
+                buf,
+                out_fd,
+                where,
+                ends,
+                kept,
+                res,
             )
             value = None if digest is None else digest.value()
         finally:
             if digest is not None:
                 digest.close()
+            if base is not None:
+                ffi.release(base)
         message = ffi.string(res.msg).decode("utf-8", "replace")
+        if keep is not None:
+            flat = ffi.unpack(ranges, 2 * kept.n)
+            keep.kept[:] = zip(flat[::2], flat[1::2])
         found = None
         if ends != ffi.NULL and not ends.overflow:
             pairs = ffi.unpack(ends.pairs, 2 * ends.count)
@@ -120,6 +151,25 @@ class Inflater:
             else None
             for h in heads
         ]
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Bytes to copy out of a member as it inflates (:meth:`Inflater.member`): its sorted,
+    disjoint ``(start, end)`` ranges, into ``base`` (writable, of the member's size) at their
+    own offsets. With ``wake``, each range complete adds what the C core's ``rw_elf_wanted``
+    names from the bytes kept so far (an ELF parse's tables, as the inflate reaches them);
+    ``kept`` then holds the ranges the call ended with. With ``stop``, only the member's
+    first ``stop`` bytes are made."""
+
+    ranges: Sequence[tuple[int, int]]
+    base: bytearray | mmap.mmap
+    stop: int = 0
+    wake: bool = False
+    kept: list[tuple[int, int]] = field(default_factory=list)
+
+
+KEEP_CAP = 64  # ranges a keep may grow to
 
 
 HEAD_MAX = lib.RW_HEAD_MAX

@@ -217,12 +217,15 @@ class ZipReader:
         out_fd: int = -1,
         sha256: bool = False,
         blocks: bool = False,
+        keep: inflate.Keep | None = None,
     ) -> inflate.Inflated | None:
         """Put the member's bytes in ``out`` (exactly its size) or else write them to
-        ``out_fd``, checked as :meth:`contents` checks them (and with ``sha256`` hashed where
-        OpenSSL can be called, with ``blocks`` its deflate blocks' ends recorded), in one call
-        of the C core that holds no GIL. None, with nothing done, where the C inflate cannot
-        be loaded; an OSError writing ``out_fd`` is the caller's to explain."""
+        ``out_fd`` (-1: nowhere), checked as :meth:`contents` checks them (and with
+        ``sha256`` hashed where OpenSSL can be called, with ``blocks`` its deflate blocks'
+        ends recorded, with ``keep`` the bytes it names copied out), in one call of the C
+        core that holds no GIL. A prefix ``keep`` asks for is not checked. None, with
+        nothing done, where the C inflate cannot be loaded; an OSError writing ``out_fd`` is
+        the caller's to explain."""
         engine = inflate.inflater()
         if engine is None:
             return None
@@ -240,8 +243,11 @@ class ZipReader:
             out_fd,
             sha256,
             blocks,
+            keep,
         )
         if done.status == inflate.OK and done.crc == member.crc:
+            return done
+        if keep is not None and keep.stop and done.status == inflate.PREFIX:
             return done
         raise self._inflate_error(name, done)
 
