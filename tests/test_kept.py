@@ -241,3 +241,18 @@ def test_a_big_member_unlike_its_record_row_fails_as_one_inflated_whole(
     message = scan_error(changed, monkeypatch, kept=True)
     assert "demo/libbig.so" in message and "RECORD" in message
     assert message == scan_error(changed, monkeypatch, kept=False)
+
+
+def test_ranges_that_touch_are_joined_before_a_parse(big_library: bytes) -> None:
+    """A wake may add a range touching one complete before it; the parser needs each read
+    inside one range, so the scan joins them first: split ranges miss, joined ones do not."""
+    assert scan._merged([(5, 9), (0, 5), (9, 9), (12, 20), (15, 30)]) == [(0, 9), (12, 30)]
+    whole = [(0, len(big_library))]
+    elf, _ = read_elf_and_symbols(big_library)
+    dynamic = next(seg for seg in elf.segments if seg.type == 2)  # PT_DYNAMIC, read whole
+    split = [(0, dynamic.offset + 16), (dynamic.offset + 16, len(big_library))]
+    buf = bytearray(big_library)
+    assert isinstance(read_kept_elf_and_symbols(buf, split, name="lib"), Missing)
+    found = read_kept_elf_and_symbols(buf, scan._merged(split), name="lib")
+    assert not isinstance(found, Missing)
+    assert found[0] == read_kept_elf_and_symbols(buf, whole, name="lib")[0]  # type: ignore[index]
