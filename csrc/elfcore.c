@@ -1139,21 +1139,21 @@ size_t rw_elf_wanted(const uint8_t *buf, size_t len, const uint64_t *kept, size_
     }
     /* With the dynamic table kept: where the tables it points at lie. */
     if (p.has_dyn && in_range(&p, p.dyn_off, p.dyn_size)) {
+        struct { int has; uint64_t addr, size; } tables[7];
+        size_t t;
         scan_dynamic(&p, &d);
-        if (d.has_strtab)
-            want_table(&p, pairs, cap, &n, d.strtab, d.has_strsz ? d.strsz : 0);
-        if (d.has_symtab)
-            want_table(&p, pairs, cap, &n, d.symtab, 0);
-        if (d.has_gnu_hash)
-            want_table(&p, pairs, cap, &n, d.gnu_hash, 0);
-        if (d.has_hash)
-            want_table(&p, pairs, cap, &n, d.hash, 0);
-        if (d.has_versym)
-            want_table(&p, pairs, cap, &n, d.versym, 0);
-        if (d.has_verneed)
-            want_table(&p, pairs, cap, &n, d.verneed, 0);
-        if (d.has_verdef)
-            want_table(&p, pairs, cap, &n, d.verdef, 0);
+        memset(tables, 0, sizeof(tables));
+        tables[0].has = d.has_strtab, tables[0].addr = d.strtab;
+        tables[0].size = d.has_strsz ? d.strsz : 0; /* the others' sizes are not stated */
+        tables[1].has = d.has_symtab, tables[1].addr = d.symtab;
+        tables[2].has = d.has_gnu_hash, tables[2].addr = d.gnu_hash;
+        tables[3].has = d.has_hash, tables[3].addr = d.hash;
+        tables[4].has = d.has_versym, tables[4].addr = d.versym;
+        tables[5].has = d.has_verneed, tables[5].addr = d.verneed;
+        tables[6].has = d.has_verdef, tables[6].addr = d.verdef;
+        for (t = 0; t < 7; t++)
+            if (tables[t].has)
+                want_table(&p, pairs, cap, &n, tables[t].addr, tables[t].size);
     }
     free(p.loads);
     return n;
