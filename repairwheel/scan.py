@@ -201,9 +201,11 @@ def _parse_kept(archive: WheelArchive, name: str, label: str) -> ElfMember | Non
         return None
     with buf:
         reach = min(KEPT_HEAD, size)  # the member's bytes before this are all kept
-        found_kept = archive.keep_ranges(name, buf, [(0, reach)], elf=True)
-        kept = _merged(found_kept or ())
-        for _ in range(KEPT_PASSES if found_kept is not None else 0):
+        first = archive.keep_ranges(name, buf, [(0, reach)], elf=True)
+        if first is None:
+            return None
+        kept = _merged(first)
+        for _ in range(KEPT_PASSES):
             found = read_kept_elf_and_symbols(buf, kept, name=label, imports_only=True)
             if not isinstance(found, Missing):
                 return facts_from_symbols(name, *found)

@@ -120,7 +120,7 @@ class WheelArchive(ZipReader):
         *,
         prefix: int = 0,
         elf: bool = False,
-    ) -> list[tuple[int, int]] | None:
+    ) -> tuple[tuple[int, int], ...] | None:
         """Inflate the member once, copying only ``ranges`` of its bytes into ``into`` (a
         writable buffer of its size) at their own offsets, and writing nothing else; with
         ``elf``, also what an ELF parse reads, as the bytes kept tell it (:class:`.Keep`).
@@ -132,13 +132,12 @@ class WheelArchive(ZipReader):
         hashed = not prefix and self.hash_reads and name not in self._digests
         if hashed and not self._hash_on_the_way(name):
             return None
-        keep = Keep(ranges, into, prefix, elf)
-        done = self.inflate_whole(name, sha256=hashed, keep=keep)
+        done = self.inflate_whole(name, sha256=hashed, keep=Keep(ranges, into, prefix, elf))
         if done is None:
             return None
         if hashed:  # the digest made on the way (a second, Python read if OpenSSL failed)
             self._hash_result(name, done.sha256, lambda: self._read(name, hash_it=False))
-        return keep.kept
+        return done.kept
 
     def read(self, name: str) -> bytearray:
         """The member's contents, checked against its declared size and CRC.

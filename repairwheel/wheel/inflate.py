@@ -20,7 +20,7 @@ import functools
 import logging
 import mmap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .._elfcore import ffi, lib
@@ -51,6 +51,7 @@ class Inflated:
     message: str
     sha256: bytes | None  # the digest of the bytes, when it was asked for and could be had
     blocks: Blocks | None = None  # with ``blocks``: where its blocks end (None: not all known)
+    kept: tuple[tuple[int, int], ...] | None = None  # with ``keep``: the ranges it ended with
 
 
 Blocks = tuple[tuple[int, int], ...]
@@ -123,14 +124,15 @@ class Inflater:
             if base is not None:
                 ffi.release(base)
         message = ffi.string(res.msg).decode("utf-8", "replace")
+        held = None
         if keep is not None:
             flat = ffi.unpack(ranges, 2 * kept.n)
-            keep.kept[:] = zip(flat[::2], flat[1::2])
+            held = tuple(zip(flat[::2], flat[1::2]))
         found = None
         if ends != ffi.NULL and not ends.overflow:
             pairs = ffi.unpack(ends.pairs, 2 * ends.count)
             found = ((0, 0), *zip(pairs[::2], pairs[1::2]))
-        return Inflated(res.status, res.produced, res.crc, res.err_no, message, value, found)
+        return Inflated(res.status, res.produced, res.crc, res.err_no, message, value, found, held)
 
     def heads(
         self, fd: int, members: Sequence[HeadQuery], names: bytes, n: int
@@ -158,15 +160,14 @@ class Keep:
     """Bytes to copy out of a member as it inflates (:meth:`Inflater.member`): its sorted,
     disjoint ``(start, end)`` ranges, into ``base`` (writable, of the member's size) at their
     own offsets. With ``wake``, each range complete adds what the C core's ``rw_elf_wanted``
-    names from the bytes kept so far (an ELF parse's tables, as the inflate reaches them);
-    ``kept`` then holds the ranges the call ended with. With ``stop``, only the member's
-    first ``stop`` bytes are made."""
+    names from the bytes kept so far (an ELF parse's tables, as the inflate reaches them;
+    ``Inflated.kept`` says what the call ended with). With ``stop``, only the member's first
+    ``stop`` bytes are made."""
 
     ranges: Sequence[tuple[int, int]]
     base: bytearray | mmap.mmap
     stop: int = 0
     wake: bool = False
-    kept: list[tuple[int, int]] = field(default_factory=list)
 
 
 KEEP_CAP = 64  # ranges a keep may grow to
