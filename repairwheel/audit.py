@@ -145,7 +145,6 @@ def analyze_wheel(
     ldpaths: str | None = None,
     exclude: Sequence[str] = (),
     disable_isa_ext_check: bool = False,
-    spill_dir: str | None = None,
     host: SystemReport | None = None,
     provided_by: Sequence[str] = (),
     site_packages: Sequence[str] | None = None,
@@ -160,10 +159,8 @@ def analyze_wheel(
     ``provided_by``: names or globs of installed distributions (in ``site_packages``, default
     this interpreter's environment) whose libraries the wheel links instead of grafting.
 
-    ``spill_dir`` keeps big members inflated there (see ElfMember.spilled) for a repair.
-    ``started``: the reads of the archive's ELF members, begun by the caller (whose
-    ``spill_dir`` is the one used), so that its biggest member inflates while the caller
-    starts up.
+    ``started``: the reads of the archive's ELF members, begun by the caller, so that its
+    biggest member inflates while the caller starts up.
     ``host`` is what decides the libc when no file names it, and musl's minor version (the
     running machine's :func:`~repairwheel.system.check_system` when None).
     Raises NotPlatformWheelError when it has no ELF file any policy covers, WheelError for a
@@ -178,7 +175,6 @@ def analyze_wheel(
                 ldpaths=ldpaths,
                 exclude=exclude,
                 disable_isa_ext_check=disable_isa_ext_check,
-                spill_dir=spill_dir,
                 host=host,
                 provided_by=provided_by,
                 site_packages=site_packages,
@@ -188,7 +184,7 @@ def analyze_wheel(
     clock = StageClock()
     archive.check_metadata()
     if started is None:
-        members = scan_elf_members(archive, spill_dir=spill_dir)
+        members = scan_elf_members(archive)
     else:
         members = started.members()
     clock.lap("read ELF")

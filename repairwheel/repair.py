@@ -13,17 +13,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .audit import WheelReport, analyze_wheel
+from .audit import analyze_wheel
 from .clock import StageClock, Timings
 from .debuginfo import publish
 from .elfpatch import BuiltinPatcher
 from .errors import NotPlatformWheelError, ResourceError
 from .patch import (
+    Patcher,
     PatchReport,
     Written,
     apply_patches,
@@ -37,7 +38,7 @@ from .provenance import Provider, find_providers
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
 from .scan import ElfScan
-from .stage import InMemory, mapped, scratch, spill_folder, stage
+from .stage import InMemory, Staged, extract_member, mapped, scratch, stage
 from .wheel import (
     Reuse,
     WheelArchive,
@@ -144,8 +145,7 @@ def repair_wheel(
     clock.lap("open")
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
-        spills = stack.enter_context(spill_folder(tmp, archive))
-        scan = stack.enter_context(ElfScan(archive, spill_dir=str(spills)))
+        scan = stack.enter_context(ElfScan(archive))
         others_checked = stack.enter_context(archive.checking_others())
         try:
             report = analyze_wheel(
@@ -153,7 +153,6 @@ def repair_wheel(
                 ldpaths=ldpaths,
                 exclude=exclude,
                 disable_isa_ext_check=disable_isa_ext_check,
-                spill_dir=str(spills),
                 provided_by=provided_by,
                 site_packages=site_packages,
                 include=include,
@@ -183,10 +182,21 @@ def repair_wheel(
         if plan.grafts:
             asking = stack.enter_context(ThreadPoolExecutor(max_workers=1))
             owners = asking.submit(find_providers, [g.source for g in plan.grafts])
-        small = stack.enter_context(scratch(tmp, archive, report, plan))
+        small = stack.enter_context(scratch(tmp, archive, report, plan, big=False))
+        big = stack.enter_context(scratch(tmp, archive, report, plan, big=True))
         buffers = isinstance(elf_patcher, BuiltinPatcher)
         debug = debug_symbols is not None
-        staged = stage(archive, report, plan, tmp, small, level, debug, in_memory=buffers)
+        staged = stage(archive, report, plan, tmp, small, big, level, debug, in_memory=buffers)
+        # The big members to patch are staged, patched and their old blocks found on a thread,
+        # in archive order, while the rest is patched and the members before them are written.
+        late: dict[str, Future[tuple[PatchReport, Reuse | None]]] = {}
+        if staged.late:
+            finishing = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            late = {
+                name: finishing.submit(_finish_late, archive, elf_patcher, staged, name)
+                for name in (m.name for m in archive.members)
+                if name in staged.late
+            }
         clock.lap("stage")
         reports = apply_patches(
             elf_patcher,
@@ -210,9 +220,9 @@ def repair_wheel(
         target = out / str(filename)
         try:
             # no stripped member reuses old deflate blocks
-            known = {} if level is not None else _known_changes(report, staged.files, patched)
+            known = {} if level is not None else _known_changes(staged, patched)
             owned = None if owners is None else owners.result()
-            changes = _Changed(staged.files, staged.in_memory, known)
+            changes = _Changed(staged.files, staged.in_memory, known, late)
             patched += _write(archive, target, plan, changes, wheel_text, compression_level, owned)
             rank = {p.member: i for i, p in enumerate(plan.patches)}  # the grafts' come last
             patched.sort(key=lambda r: rank.get(r.display_name, len(rank)))
@@ -245,18 +255,35 @@ _Changes = Optional[tuple[Blocks, Written]]
 ranges its patch wrote; None when its blocks must be found by inflating it again."""
 
 
-def _known_changes(
-    report: WheelReport, files: dict[str, Path], patched: Sequence[PatchReport]
-) -> dict[str, _Changes]:
+def _known_changes(staged: Staged, patched: Sequence[PatchReport]) -> dict[str, _Changes]:
     """Every patched member's :data:`_Changes` (the members whose old blocks may be reused)."""
     written = {r.path: r.written for r in patched}
-    blocks = {m.path: m.spill_blocks for m in report.members}
     known: dict[str, _Changes] = {}
-    for name, file in files.items():
+    for name, file in staged.files.items():
         if file in written:
-            ends, ranges = blocks.get(name), written[file]
+            ends, ranges = staged.blocks.get(name), written[file]
             known[name] = None if ends is None or ranges is None else (ends, ranges)
     return known
+
+
+def _finish_late(
+    archive: WheelArchive, patcher: Patcher, staged: Staged, name: str
+) -> tuple[PatchReport, Reuse | None]:
+    """Stage and patch a big member left late (``Staged.late``), then find the runs of its
+    old deflate stream the output can keep: the patch report and those runs."""
+    file, ops = staged.late[name]
+    blocks = extract_member(archive, name, file, blocks=True)
+    (report,) = apply_patches(
+        patcher,
+        [(file, ops)],
+        display_names=staged.names,
+        known=staged.facts,
+        ranges_from=STREAM_MIN,
+    )
+    log.debug("patched %s: %d -> %d bytes", name, report.size_before, report.size_after)
+    written = report.written
+    changes = None if blocks is None or written is None else (blocks, written)
+    return report, _reuse(archive, name, file, changes)
 
 
 def _reuse(archive: WheelArchive, name: str, patched: Path, changes: _Changes) -> Reuse | None:
@@ -320,11 +347,13 @@ def _retag(
 @dataclass(frozen=True)
 class _Changed:
     """What the output writes anew: the staged files (member -> file), the members patched
-    in memory as they are written, and the :data:`_Changes` of the patched files."""
+    in memory as they are written, the :data:`_Changes` of the patched files, and the big
+    members staged late (their patch reports and reusable runs, once done)."""
 
     files: dict[str, Path]
     in_memory: Mapping[str, InMemory]
     reusable: dict[str, _Changes]
+    late: Mapping[str, Future[tuple[PatchReport, Reuse | None]]]
 
 
 def _write(
@@ -339,9 +368,10 @@ def _write(
     """Write the repaired wheel: staged files deflated, the members to patch in memory
     inflated, patched and checked on the way, the rest copied, the SBOM naming the grafts'
     ``owners`` (see :func:`graft_sbom`); returns the reports of the members patched in
-    memory. A big reusable member keeps the old deflate blocks its patch left alone: they
-    are found on a thread of their own (from what is known of its changes, else by inflating
-    it again) while the members before it are copied."""
+    memory and of those staged late (waited for as the writer reaches them). A big reusable
+    member keeps the old deflate blocks its patch left alone: they are found on a thread of
+    their own (from what is known of its changes, else by inflating it again) while the
+    members before it are copied."""
     changed, reusable = changes.files, changes.reusable
     big = [m.name for m in archive.members if m.name in reusable and _streams(changed[m.name])]
     moved = {p.member: p.moved_to for p in plan.patches if p.moved_to}
@@ -369,7 +399,11 @@ def _write(
                     reports.append(report)
                     writer.add(moved.get(name, name), fresh, mode=mode, date_time=when, level=level)
                 else:
-                    reuse = reusing[name].result() if name in reusing else None
+                    if name in changes.late:
+                        late_report, reuse = changes.late[name].result()
+                        reports.append(late_report)
+                    else:
+                        reuse = reusing[name].result() if name in reusing else None
                     with mapped(changed[name]) as data:
                         writer.add(
                             moved.get(name, name),

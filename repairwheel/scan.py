@@ -16,7 +16,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 from .elf import (
@@ -31,10 +31,8 @@ from .elf import (
 from .errors import RepairwheelError, ResourceError
 from .progress import Progress
 from .wheel import WheelArchive
-from .wheel.inflate import Blocks
 
-SPILL_SIZE = 32 << 20  # members above this are parsed from a mapped file kept for the repair
-MEMORY_FILE_SIZE = 4 << 20  # without a repair, members above this keep only what is parsed
+MEMORY_FILE_SIZE = 4 << 20  # members above this keep only the bytes their parse reads
 THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
 KEPT_HEAD = 64 << 10  # kept from a member's start: the ELF header and program headers
 KEPT_PASSES = 8  # parses of kept bytes before a member is inflated whole instead
@@ -66,8 +64,6 @@ class ElfMember:
     uses_ucs2: bool
     # undefined Py*/_Py* names (weak ones too): what the file takes from the interpreter
     python_imports: frozenset[str] = frozenset()
-    spilled: str | None = None  # a kept temp file holding the member's bytes, if any
-    spill_blocks: Blocks | None = None  # where the member's deflate blocks end, if spilled
 
     @property
     def is_extension(self) -> bool:
@@ -124,48 +120,28 @@ def facts_from_symbols(path: str, elf: ElfFile, symbols: SymbolTable) -> ElfMemb
     )
 
 
-def _read_member(archive: WheelArchive, name: str, spill_dir: str | None) -> ElfMember:
+def _read_member(archive: WheelArchive, name: str) -> ElfMember:
     try:
-        return _parse_member(archive, name, spill_dir)
+        return _parse_member(archive, name)
     except RepairwheelError as exc:
         exc.wheel = exc.wheel or archive.path.name
         exc.member = exc.member or name
         raise
 
 
-def _parse_member(archive: WheelArchive, name: str, spill_dir: str | None) -> ElfMember:
+def _parse_member(archive: WheelArchive, name: str) -> ElfMember:
     label = f"{archive.path.name}: {name}"
-    size = archive.member(name).file_size
-    if size <= (MEMORY_FILE_SIZE if spill_dir is None else SPILL_SIZE):
+    if archive.member(name).file_size <= MEMORY_FILE_SIZE:
         elf, symbols = read_elf_and_symbols(archive.read(name), name=label, imports_only=True)
         return facts_from_symbols(name, elf, symbols)
-    # Without ``spill_dir`` a big member's parse gets only the bytes it reads, kept as it
-    # inflates (_parse_kept); where those cannot settle it, the member is inflated into an
-    # anonymous memory file (a temp file if TMPDIR is set) that is mapped, gone once parsed.
-    # With ``spill_dir`` it is inflated into a file kept there, with where its deflate blocks
-    # end, so a repair patching it need not inflate it again. A mapped file's parse touches
-    # only the pages holding headers and dynamic tables: memory stays small either way.
-    if spill_dir is None:
-        return _parse_unkept(archive, name, label)
-    try:
-        fd, spilled = tempfile.mkstemp(dir=spill_dir, prefix="repairwheel-spill-")
-    except OSError as exc:
-        raise _spill_error(label, spill_dir, exc) from None
-    os.close(fd)
-    try:
-        try:
-            blocks = archive.extract_to(name, spilled, blocks=True)
-        except OSError as exc:
-            raise _spill_error(label, spilled, exc) from None
-        elf, symbols = read_elf_and_symbols(spilled, name=label, imports_only=True)
-    except BaseException:
-        os.unlink(spilled)
-        raise
-    facts = facts_from_symbols(name, elf, symbols)
-    return replace(facts, spilled=spilled, spill_blocks=blocks)
+    return _parse_unkept(archive, name, label)
 
 
 def _parse_unkept(archive: WheelArchive, name: str, label: str) -> ElfMember:
+    """A big member's facts from the bytes its parse reads (:func:`_parse_kept`); where
+    those cannot settle it, from the member inflated into an anonymous memory file (a temp
+    file if TMPDIR is set), mapped and gone once parsed. Either way its bytes do not count
+    towards memory: a mapped file's parse touches only the pages it reads."""
     facts = _parse_kept(archive, name, label)
     if facts is not None:
         return facts
@@ -247,11 +223,9 @@ def _spill_error(label: str, where: str | None, exc: OSError) -> ResourceError:
     return ResourceError(f"{label}: {reason} (set TMPDIR to a folder with room)", reason=reason)
 
 
-def scan_elf_members(
-    archive: WheelArchive, *, workers: int | None = None, spill_dir: str | None = None
-) -> list[ElfMember]:
+def scan_elf_members(archive: WheelArchive, *, workers: int | None = None) -> list[ElfMember]:
     """Every ELF member of the wheel, in archive order (see :class:`ElfScan`)."""
-    with ElfScan(archive, workers=workers, spill_dir=spill_dir) as scan:
+    with ElfScan(archive, workers=workers) as scan:
         return scan.members()
 
 
@@ -271,11 +245,8 @@ class ElfScan:
     not started and waits for the others.
     """
 
-    def __init__(
-        self, archive: WheelArchive, *, workers: int | None = None, spill_dir: str | None = None
-    ) -> None:
+    def __init__(self, archive: WheelArchive, *, workers: int | None = None) -> None:
         self.archive = archive
-        self.spill_dir = spill_dir
         self._files = sorted(
             (m for m in archive.members if not m.is_dir), key=lambda m: m.file_size, reverse=True
         )
@@ -286,7 +257,7 @@ class ElfScan:
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self._futures: dict[str, Future[ElfMember]] = {}
         if self._pool is not None and largest is not None:
-            read = self._pool.submit(_read_member, archive, largest.name, spill_dir)
+            read = self._pool.submit(_read_member, archive, largest.name)
             self._futures[largest.name] = read
 
     def __enter__(self) -> ElfScan:
@@ -304,14 +275,14 @@ class ElfScan:
 
     def members(self) -> list[ElfMember]:
         """Every ELF member, in archive order, once all are read."""
-        archive, spill_dir = self.archive, self.spill_dir
+        archive = self.archive
         names = archive.elf_members()
         sizes = {name: archive.member(name).file_size for name in names}
         with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
             if self._pool is None:
                 found = []
                 for name in names:
-                    found.append(_read_member(archive, name, spill_dir))
+                    found.append(_read_member(archive, name))
                     progress.advance(sizes[name])
                 return found
             # The heads of all other members are looked at by the C core in batches (in
@@ -319,7 +290,7 @@ class ElfScan:
             futures = self._futures
             for m in self._files:
                 if m.name not in futures and archive.is_elf(m.name):
-                    futures[m.name] = self._pool.submit(_read_member, archive, m.name, spill_dir)
+                    futures[m.name] = self._pool.submit(_read_member, archive, m.name)
             try:
                 for future in as_completed(futures.values()):
                     progress.advance(sizes[future.result().path])

@@ -8,8 +8,9 @@ Only the ELF members that change and the libraries to graft are staged, in priva
 folders in /dev/shm when it has room, else in the repair's temp folder: creating a file on a
 disk filesystem can cost half a millisecond (a wheel of 3000 extensions stages 3000 files),
 and writing a 400 MB member to it costs more than inflating it, and slows the writing of the
-output after it. Big members are inflated by the audit already (ElfMember.spilled, into
-:func:`spill_folder`) and staged where they lie. TMPDIR, when set, is respected for everything.
+output after it. A member over LATE_SIZE to patch (torch's 434 MB library) is left to be
+staged and patched "late", on a thread while the members before it are written
+(``Staged.late``). TMPDIR, when set, is respected for everything.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from .elf import ElfFile
 from .errors import ResourceError
 from .patch import PatchOps, Strip
 from .plan import RepairPlan
-from .scan import SPILL_SIZE
 from .wheel import WheelArchive
+from .wheel.inflate import Blocks
 from .wheel.zipwrite import STREAM_MIN
 
 SMALL_FILE = 8 << 20  # staged files up to this size go to the small-file scratch folder
+LATE_SIZE = 32 << 20  # members over this to patch are staged late, while the output is written
 _SHM = "/dev/shm"
 
 
@@ -57,26 +59,21 @@ class Staged:
     strip: Strip | None = None  # how every staged file is stripped before it is patched
     strip_only: set[Path] = field(default_factory=set)  # staged only to be stripped
     in_memory: dict[str, InMemory] = field(default_factory=dict)  # member -> its patch
-
-
-@contextlib.contextmanager
-def spill_folder(tmp: Path, archive: WheelArchive) -> Iterator[Path]:
-    """The folder the audit inflates big members into: one in /dev/shm when it has room for
-    every member over SPILL_SIZE (whether ELF or not is not known yet), else ``tmp``."""
-    needed = sum(m.file_size for m in archive.members if m.file_size > SPILL_SIZE)
-    with _shm_folder(needed) as folder:
-        yield folder or tmp
+    late: dict[str, tuple[Path, PatchOps]] = field(default_factory=dict)  # member -> its job
+    blocks: dict[str, Blocks] = field(default_factory=dict)  # member -> its old block ends
 
 
 @contextlib.contextmanager
 def scratch(
-    tmp: Path, archive: WheelArchive, report: WheelReport, plan: RepairPlan
+    tmp: Path, archive: WheelArchive, report: WheelReport, plan: RepairPlan, *, big: bool
 ) -> Iterator[Path]:
-    """The folder for small staged files: one in /dev/shm when it has room for everything
-    the repair may stage (strip may stage every ELF member), else ``tmp``."""
+    """The folder for staged files up to SMALL_FILE (bigger ones with ``big``): one in
+    /dev/shm when it has room for every such file the repair may stage (strip may stage
+    every ELF member), else ``tmp``."""
     sizes = [archive.member(m.path).file_size for m in report.members]
     sizes += [os.path.getsize(g.source) for g in plan.grafts]
-    with _shm_folder(sum(size for size in sizes if size <= SMALL_FILE)) as folder:
+    needed = sum(size for size in sizes if (size > SMALL_FILE) == big)
+    with _shm_folder(needed) as folder:
         yield folder or tmp
 
 
@@ -115,6 +112,7 @@ def stage(
     plan: RepairPlan,
     tmp: Path,
     small: Path,
+    big: Path,
     strip_level: str | None = None,
     debug_symbols: bool = False,
     in_memory: bool = False,
@@ -122,47 +120,44 @@ def stage(
     """Stage every file that changes: the members to patch, the grafts and, with a
     ``strip_level``, every other ELF member too (as a job that only strips); the jobs are the
     caller's to run. With ``debug_symbols`` each file's debug information is to be saved
-    under ``tmp/debug`` (:mod:`.debuginfo`). A member the audit spilled stays in its spill;
-    other files up to SMALL_FILE are staged in ``small``, bigger ones in ``tmp``. With
-    ``in_memory`` (the built-in patcher, no ``strip_level``), members under STREAM_MIN that
-    were not spilled are left to be patched in memory instead (``Staged.in_memory``)."""
+    under ``tmp/debug`` (:mod:`.debuginfo`). Files up to SMALL_FILE are staged in ``small``,
+    bigger ones in ``big``. Without ``strip_level``, a staged member from STREAM_MIN on has
+    its old deflate block ends in ``Staged.blocks`` (for the writer to reuse), members over
+    LATE_SIZE are left for the caller to stage (:func:`extract_member`) and patch later
+    (``Staged.late``), and with ``in_memory`` (the built-in patcher) members under STREAM_MIN
+    are left to be patched in memory as they are written (``Staged.in_memory``)."""
     staged = Staged()
-    spilled = {m.path: m.spilled for m in report.members if m.spilled}
 
-    def stage_member(name: str) -> Path:
+    def stage_member(name: str, late: bool = False) -> Path:
         size = archive.member(name).file_size
-        file = (small if size <= SMALL_FILE else tmp) / f"m{len(staged.files)}"
-        try:
-            if name in spilled:  # already inflated by the audit
-                file = Path(spilled[name])
-            else:
-                archive.extract_to(name, file)
-        except OSError as exc:
-            reason = f"cannot stage the member in {file.parent}: {exc.strerror or exc}"
-            raise ResourceError(
-                f"{archive.path.name}: {name}: {reason} (set TMPDIR to a folder with room)",
-                wheel=archive.path.name,
-                member=name,
-                reason=reason,
-            ) from None
+        file = (small if size <= SMALL_FILE else big) / f"m{len(staged.files)}"
+        if not late:
+            reusable = strip_level is None and size >= STREAM_MIN
+            blocks = extract_member(archive, name, file, blocks=reusable)
+            if blocks is not None:
+                staged.blocks[name] = blocks
         staged.files[name] = file
         staged.names[file] = name
         return file
 
     audited = {m.path: m.elf for m in report.members}
     for patch in plan.patches:
-        small_member = archive.member(patch.member).file_size < STREAM_MIN
-        if in_memory and strip_level is None and small_member and patch.member not in spilled:
+        size = archive.member(patch.member).file_size
+        if in_memory and strip_level is None and size < STREAM_MIN:
             staged.in_memory[patch.member] = InMemory(patch.ops, audited.get(patch.member))
             continue
-        file = stage_member(patch.member)
-        staged.jobs.append((file, patch.ops))
+        late = strip_level is None and size > LATE_SIZE
+        file = stage_member(patch.member, late)
+        if late:
+            staged.late[patch.member] = (file, patch.ops)
+        else:
+            staged.jobs.append((file, patch.ops))
         if patch.member in audited:
             staged.facts[file] = audited[patch.member]
     for graft in plan.grafts:
         try:
             size = os.path.getsize(graft.source)
-            file = (small if size <= SMALL_FILE else tmp) / f"g{len(staged.files)}"
+            file = (small if size <= SMALL_FILE else big) / f"g{len(staged.files)}"
             shutil.copyfile(graft.source, file)
         except OSError as exc:
             reason = f"cannot copy the library to graft: {exc.strerror or exc}"
@@ -187,6 +182,21 @@ def stage(
         debug_files = plan_debug_files(members, tmp / "debug")
     staged.strip = Strip(strip_level, debug_files)
     return staged
+
+
+def extract_member(archive: WheelArchive, name: str, file: Path, blocks: bool) -> Blocks | None:
+    """Inflate member ``name`` into ``file`` to stage it (with ``blocks``, returning its
+    deflate block ends where found); a file that cannot be written is a ResourceError."""
+    try:
+        return archive.extract_to(name, file, blocks=blocks)
+    except OSError as exc:
+        reason = f"cannot stage the member in {file.parent}: {exc.strerror or exc}"
+        raise ResourceError(
+            f"{archive.path.name}: {name}: {reason} (set TMPDIR to a folder with room)",
+            wheel=archive.path.name,
+            member=name,
+            reason=reason,
+        ) from None
 
 
 @contextlib.contextmanager

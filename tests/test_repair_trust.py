@@ -202,12 +202,13 @@ def test_a_library_gone_before_grafting_is_one_line_naming_it(tmp_path: Path) ->
 
 
 def _big_elf_wheel(tmp_path: Path) -> Path:
-    """A wheel whose extension is over the 32 MiB spill size (a zero-filled section)."""
-    from repairwheel.scan import SPILL_SIZE
+    """A wheel whose extension, needing nothing to graft, is over LATE_SIZE (a zero-filled
+    section)."""
+    from repairwheel.stage import LATE_SIZE
 
     source = tmp_path / "big.c"
     source.write_text(
-        f"static const char pad[{SPILL_SIZE + (1 << 20)}] __attribute__((used)) = {{1}};\n"
+        f"static const char pad[{LATE_SIZE + (1 << 20)}] __attribute__((used)) = {{1}};\n"
         "int big_value(void) { return pad[0]; }\n"
     )
     lib = tmp_path / f"_big{EXT_SUFFIX}"
@@ -233,23 +234,27 @@ def _shm_leftovers() -> set[str]:
     )
 
 
-@pytest.mark.parametrize("tmpdir", [False, True], ids=["spill in /dev/shm", "TMPDIR set"])
-def test_a_big_member_patched_from_its_spill_imports_without_the_originals(
-    tmpdir: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An extension over the spill size is inflated once by the audit, patched where it was
-    spilled (a tmpfs folder, or TMPDIR's when set) and loads from the output; no spill is
-    left anywhere."""
-    from repairwheel.scan import SPILL_SIZE
+def _big_patched_spec() -> WheelSpec:
+    """An extension over LATE_SIZE (a zero-filled section) that needs a library to graft."""
+    from repairwheel.stage import LATE_SIZE
 
-    if shutil.which("gcc") is None:
-        unavailable("gcc is not installed")
-    pad = f"static const char pad[{SPILL_SIZE + (1 << 20)}] __attribute__((used)) = {{1}};"
-    spec = WheelSpec(
+    pad = f"static const char pad[{LATE_SIZE + (1 << 20)}] __attribute__((used)) = {{1}};"
+    return WheelSpec(
         libraries=(Library("foo", 7),),
         extensions=(Extension("demo._big", ("foo",), prelude=pad, extra="pad[1]"),),
     )
-    built = build_wheel(spec, tmp_path / "build")
+
+
+@pytest.mark.parametrize("tmpdir", [False, True], ids=["staged in /dev/shm", "TMPDIR set"])
+def test_a_big_member_patched_late_imports_without_the_originals(
+    tmpdir: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An extension over LATE_SIZE is parsed from the bytes its audit keeps, staged (in a
+    tmpfs folder, or TMPDIR's when set) and patched while the output is written, and loads
+    from the output; no staged file is left anywhere."""
+    if shutil.which("gcc") is None:
+        unavailable("gcc is not installed")
+    built = build_wheel(_big_patched_spec(), tmp_path / "build")
     temp = tmp_path / "temp"
     temp.mkdir()
     if tmpdir:
@@ -264,36 +269,44 @@ def test_a_big_member_patched_from_its_spill_imports_without_the_originals(
     assert control.returncode != 0 and "libfoo.so.1" in control.stderr
 
 
-def test_the_spill_folder_is_in_dev_shm_only_with_room_and_without_tmpdir(
+def test_the_big_file_scratch_is_in_dev_shm_only_with_room_and_without_tmpdir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from repairwheel import stage
+    from repairwheel.audit import analyze_wheel
+    from repairwheel.plan import choose_policies, make_plan
     from repairwheel.wheel import WheelArchive
 
     if not os.access("/dev/shm", os.W_OK):
         unavailable("no writable /dev/shm")
     monkeypatch.delenv("TMPDIR", raising=False)
-    monkeypatch.setattr(stage, "SPILL_SIZE", 0)  # every member counts as a big one
+    report = analyze_wheel(GLIBC_WHEEL)
+    plan = make_plan(report, choose_policies(report, None, only_plat=False))
+    monkeypatch.setattr(stage, "SMALL_FILE", 0)  # every member counts as a big one
     with WheelArchive(GLIBC_WHEEL) as archive:
-        with stage.spill_folder(tmp_path, archive) as folder:
+        with stage.scratch(tmp_path, archive, report, plan, big=True) as folder:
             assert folder.parent == Path("/dev/shm") and folder.is_dir()
         assert not folder.exists()
+        with stage.scratch(tmp_path, archive, report, plan, big=False) as folder:
+            assert folder == tmp_path  # nothing small to stage
         monkeypatch.setattr(stage, "_available_memory", lambda: 1 << 20)  # too little memory
-        with stage.spill_folder(tmp_path, archive) as folder:
+        with stage.scratch(tmp_path, archive, report, plan, big=True) as folder:
             assert folder == tmp_path
         monkeypatch.undo()
-        monkeypatch.setattr(stage, "SPILL_SIZE", 0)
+        monkeypatch.setattr(stage, "SMALL_FILE", 0)
         monkeypatch.setenv("TMPDIR", str(tmp_path))
-        with stage.spill_folder(tmp_path, archive) as folder:
+        with stage.scratch(tmp_path, archive, report, plan, big=True) as folder:
             assert folder == tmp_path
 
 
-def test_a_full_temp_folder_while_spilling_is_one_line_naming_it(tmp_path: Path) -> None:
+def test_a_full_temp_folder_while_staging_is_one_line_naming_it(tmp_path: Path) -> None:
+    """``fix`` stages a big member it patches in TMPDIR when set: with no room there, one
+    line names the member and the folder. A big member it does not patch needs no room
+    (its audit keeps only the bytes its parse reads), and neither does ``show``."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("gcc") is None:
         unavailable("needs root, unshare and gcc to mount a small tmpfs")
-    """``fix`` spills a big member for its repair; ``show`` keeps only the bytes its parse
-    reads, so it needs no room there."""
-    wheel = _big_elf_wheel(tmp_path)
+    unpatched = _big_elf_wheel(tmp_path)
+    built = build_wheel(_big_patched_spec(), tmp_path / "build")
     small = tmp_path / "small"
     small.mkdir()
     out = tmp_path / "out"
@@ -301,25 +314,28 @@ def test_a_full_temp_folder_while_spilling_is_one_line_naming_it(tmp_path: Path)
     def in_small_tmpdir(*args: str) -> subprocess.CompletedProcess[str]:
         script = (
             f"mount -t tmpfs -o size=4m tmpfs {small} && "
-            f"TMPDIR={small} {sys.executable} -m repairwheel {' '.join(args)}"
+            f"TMPDIR={small} LD_LIBRARY_PATH={built.lib_dir} "
+            f"{sys.executable} -m repairwheel {' '.join(args)}"
         )
         return subprocess.run(
             ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, check=False
         )
 
-    proc = in_small_tmpdir("fix", "-w", str(out), str(wheel))
+    proc = in_small_tmpdir("fix", "-w", str(out), str(built.path))
     if "mount" in proc.stderr and "permission" in proc.stderr.lower():
         unavailable(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("repairwheel: error: "), proc.stderr
-    assert f"_big{EXT_SUFFIX}" in lines[0] and "No space left on device" in lines[0]
-    assert "TMPDIR" in lines[0]
+    assert f"demo/_big{EXT_SUFFIX}: cannot stage the member in {small}/" in lines[0]
+    assert "No space left on device" in lines[0] and "TMPDIR" in lines[0]
     assert not out.exists() or not any(out.iterdir())
-    shown = in_small_tmpdir("show", str(wheel))
-    assert shown.returncode == 0, shown.stderr
-    # The control: with room, the same wheel is repaired.
-    ok = cli("fix", "-w", str(out), str(wheel))
+    for args in (("fix", "-w", str(out), str(unpatched)), ("show", str(built.path))):
+        done = in_small_tmpdir(*args)
+        assert done.returncode == 0, done.stderr
+    assert [p.name.split("-")[0] for p in out.iterdir()] == ["testsimple"]  # repaired
+    # The control: with room, the patched one is repaired too.
+    ok = cli("fix", "-w", str(out), str(built.path), env={"LD_LIBRARY_PATH": str(built.lib_dir)})
     assert ok.returncode == 0, ok.stderr
 
 

@@ -26,9 +26,11 @@ from wheelbuild import (
     run_without_originals,
 )
 
-from repairwheel import repair_wheel
+from repairwheel import repair, repair_wheel
+from repairwheel.stage import LATE_SIZE
 from repairwheel.wheel import WheelArchive, WheelWriter, inflate, reuse, zipwrite
 from repairwheel.wheel.reuse import WINDOW, OldStream, Reuse, Run, find_runs
+from repairwheel.wheel.zipwrite import STREAM_MIN
 
 _DIST = "demo-1.0.dist-info"
 _NAME = "demo-1.0-py3-none-linux_x86_64.whl"
@@ -280,16 +282,18 @@ def test_runs_around_the_written_ranges_give_a_stream_of_the_new_bytes(
     assert kept >= sum(run.end - run.start for run in find_runs(_old(stream), new))
 
 
-def test_a_spilled_extension_reuses_blocks_without_a_second_inflate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "size", [STREAM_MIN + (2 << 20), LATE_SIZE + (8 << 20)], ids=["staged", "staged late"]
+)
+def test_a_staged_extension_reuses_blocks_without_a_second_inflate(
+    size: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An extension over the spill size: the audit's inflate records its block ends, the
-    built-in patcher says what it wrote, and the repair keeps the old blocks from those
-    alone; the member is the one a repair that inflates it again writes, and it loads."""
-    from repairwheel.scan import SPILL_SIZE
-
+    """A big extension to patch, staged with the others or (over LATE_SIZE) late, as the
+    output is written: the inflate staging it records its block ends, the built-in patcher
+    says what it wrote, and the repair keeps the old blocks from those alone; the member is
+    the one a repair that inflates it again writes, and it loads."""
     payload = tmp_path / "payload.bin"
-    payload.write_bytes(machine_code_like(SPILL_SIZE + (8 << 20), seed=5))
+    payload.write_bytes(machine_code_like(size, seed=5))
     prelude = f'__asm__(".section .rodata\\n.incbin \\"{payload}\\"\\n.previous");'
     spec = WheelSpec(
         libraries=(_BLOB,), extensions=(Extension("demo._big", ("blob",), prelude=prelude),)
@@ -303,9 +307,17 @@ def test_a_spilled_extension_reuses_blocks_without_a_second_inflate(
         scans.append(old.size)
         return scan(old, new)  # type: ignore[arg-type]
 
+    late = []
+    finish = repair._finish_late
+
+    def finished_late(*args: object) -> object:
+        late.append(args[-1])
+        return finish(*args)  # type: ignore[arg-type]
+
     monkeypatch.setattr(reuse, "_scan", counted)
+    monkeypatch.setattr(repair, "_finish_late", finished_late)
     known = repair_wheel(built.path, tmp_path / "known", ldpaths=str(built.lib_dir))
-    assert scans == []
+    assert scans == [] and late == ([member] if size > LATE_SIZE else [])
     monkeypatch.setattr(inflate, "BLOCK_SPAN", 1 << 40)  # no room: the ends are not known
     scanned = repair_wheel(built.path, tmp_path / "scanned", ldpaths=str(built.lib_dir))
     assert len(scans) == 1

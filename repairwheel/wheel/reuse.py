@@ -8,12 +8,12 @@ boundaries are; about one in eight is byte-aligned), and the compressed pieces b
 on a sync flush, so every joint is byte-aligned and reused bytes are copied without shifting.
 The last block (it carries the end-of-stream bit) is never reused.
 
-Where the audit spilled the member, its inflate recorded the boundaries, and where the built-in
-patcher patched it, the patcher says which bytes it wrote (:func:`runs_around`): nothing is
-inflated again. Otherwise (:func:`find_runs`) boundaries and the comparison with the new bytes
-come from one inflate of the old stream, through ctypes because Python's zlib modules cannot
-stop at block ends: with zlib-ng (the inflate the ``zlib_ng`` package
-carries, twice as fast) or else the system's zlib; where neither can be called, nothing is
+Where the repair staged the member, the inflate staging it recorded the boundaries, and where
+the built-in patcher patched it, the patcher says which bytes it wrote (:func:`runs_around`):
+nothing is inflated again. Otherwise (:func:`find_runs`) boundaries and the comparison with
+the new bytes come from one inflate of the old stream, through ctypes because Python's zlib
+modules cannot stop at block ends: with zlib-ng (the inflate the ``zlib_ng`` package carries,
+twice as fast) or else the system's zlib; where neither can be called, nothing is
 reused and the member is compressed whole, as before.
 """
 
