@@ -1,7 +1,8 @@
 """cffi build script for the private ``repairwheel._elfcore`` module (API mode).
 
 The declarations are read from the marked regions of ``csrc/elfcore.h`` (the reader),
-``csrc/elfpatch.h`` (the patcher) and ``csrc/inflate.h`` (member inflate), so that the
+``csrc/elfpatch.h`` (the patcher), ``csrc/inflate.h`` (member inflate), ``csrc/deflate.h``
+(batch deflate) and ``csrc/verify.h`` (batch inflate and hash), so that the
 headers are their only copy. It lives beside the C sources, outside the package: it builds
 the module from an sdist or a checkout and is never installed.
 """
@@ -17,7 +18,7 @@ from cffi import FFI
 CSRC = pathlib.Path(__file__).resolve().parent
 
 
-HEADERS = ("elfcore.h", "elfpatch.h", "inflate.h", "deflate.h")
+HEADERS = ("elfcore.h", "elfpatch.h", "inflate.h", "deflate.h", "verify.h")
 
 
 def _cdef() -> str:
@@ -39,7 +40,7 @@ ffibuilder.set_source(
     # setuptools refuses absolute source paths; the build runs from the project root.
     sources=[
         os.path.relpath(CSRC / name)
-        for name in ("elfcore.c", "elfpatch.c", "inflate.c", "deflate.c")
+        for name in ("elfcore.c", "elfpatch.c", "inflate.c", "deflate.c", "verify.c")
     ],
     include_dirs=[os.path.relpath(CSRC)],
     extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-pthread"],

@@ -8,7 +8,8 @@
  * low RW_DRAIN_MIN, so members written to a descriptor cross many hand-overs to the thread
  * that writes them. Then the same member behind a local header goes through
  * rw_member_heads, whose heads must be zlib's first bytes, and once more with byte ranges
- * kept and a prefix asked for (check_keep).
+ * kept and a prefix asked for (check_keep), and twice through rw_verify_members: with room
+ * for it, as one job of three, and with a byte too little room (check_verify).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include <zlib.h>
 
 #include "inflate.h"
+#include "verify.h"
 
 #define CAP ((size_t)1 << 20) /* the most the reference inflates */
 
@@ -227,6 +229,41 @@ static void check_keep(const rw_inflater *z, int in_fd, size_t lead, size_t len,
     free(base);
 }
 
+/* rw_verify_members must accept the member exactly when a whole inflate does, with zlib's
+   bytes and CRC, whatever jobs are beside it, and must not read it without the room. */
+static void check_verify(const rw_inflater *z, int in_fd, size_t lead, size_t len, int deflated,
+                         uint64_t usize, const uint8_t *want, int accept)
+{
+    rw_verify_job jobs[3];
+    size_t room = (size_t)usize, i;
+    uint8_t *scratch = malloc(room + 1);
+    if (scratch == NULL)
+        fail("malloc");
+    memset(jobs, 0, sizeof(jobs));
+    for (i = 0; i < 3; i++) {
+        jobs[i].offset = lead;
+        jobs[i].csize = len;
+        jobs[i].usize = usize;
+        jobs[i].deflated = deflated;
+        jobs[i].status = -1;
+    }
+    jobs[0].usize = 0; /* an empty stored member beside it */
+    jobs[0].csize = 0;
+    jobs[0].deflated = 0;
+    jobs[2].usize = usize + 1; /* one it has no room for */
+    rw_verify_members(z, NULL, in_fd, scratch, room, jobs, 3);
+    if (jobs[0].status != RW_INF_OK || jobs[0].crc != 0)
+        fail("an empty member beside it was refused");
+    if ((jobs[1].status == RW_INF_OK) != accept)
+        fail("rw_verify_members and rw_inflate_member disagree");
+    if (accept && (jobs[1].crc != (uint32_t)crc32(0, want, (uInt)usize) ||
+                   (usize && memcmp(scratch, want, (size_t)usize) != 0)))
+        fail("rw_verify_members made other bytes than zlib's");
+    if (jobs[2].status != RW_INF_NOMEM)
+        fail("a member with no room was read");
+    free(scratch);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t want[CAP];
@@ -315,6 +352,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_keep(&z, in_fd, lead, len, deflated, usize, want, &res, ended && usize == ref_len,
                data[-3], data[-4]);
+    check_verify(&z, in_fd, lead, len, deflated, usize, want,
+                 ended && usize == ref_len && !(deflated == 0 && usize != len));
     check_heads(&z, data, len, deflated, usize, want, ref_len, lead * 37,
                 data[-1] >> 4, data[-2]);
     free(out);

@@ -159,7 +159,7 @@ builds=(native)
 [[ "$m32" == 1 ]] && builds+=(m32)
 # The C sources each target links besides its own.
 declare -A sources=([elfcore]="elfcore.c elfpatch.c" [elfgen]="elfcore.c"
-    [elfpatch]="elfcore.c elfpatch.c" [inflate]="inflate.c" [deflate]="deflate.c")
+    [elfpatch]="elfcore.c elfpatch.c" [inflate]="inflate.c verify.c" [deflate]="deflate.c")
 # What a target needs besides: fuzz_inflate checks against zlib, with tiny buffers;
 # fuzz_deflate deflates with zlib, in tiny blocks.
 declare -A extra=([inflate]="-DRW_IN_CHUNK=7 -DRW_OUT_WINDOW=13 -DRW_DRAIN_MIN=40 -pthread -lz"

@@ -26,7 +26,7 @@ for compiler in gcc clang; do
             # then the fuzz sources (compiled only: linking them needs libFuzzer), then the
             # recipe tool.
             ok=1
-            for src in elfcore elfpatch inflate deflate fuzz_elfcore fuzz_elfgen fuzz_elfpatch \
+            for src in elfcore elfpatch inflate deflate verify fuzz_elfcore fuzz_elfgen fuzz_elfpatch \
                 fuzz_inflate fuzz_deflate; do
                 "$compiler" "$arch" "$opt" "${warnings[@]}" -I"$root/csrc" -c \
                     "$root/csrc/$src.c" -o "$out/$src.o" || ok=0

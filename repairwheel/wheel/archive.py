@@ -9,6 +9,7 @@ import mmap
 import os
 import re
 import threading
+import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Callable
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import inflate
+from .batchverify import VerifyJob, verify_members
 from .inflate import Blocks, Keep
 from .names import WheelFilename
 from .records import (
@@ -30,12 +33,15 @@ from .records import (
     parse_record,
     record_mismatch,
 )
-from .zipread import Bytes, StrPath, ZipReader
+from .zipread import Bytes, Member, StrPath, ZipReader
 
 _ELF_MAGIC = b"\x7fELF"
 _HASH_WINDOW = 32 << 20  # a written member is hashed through maps of this size
 _HASH_IN_C = 1 << 20  # members from this size are hashed as the C core inflates them
 _VERIFY_IN_MEMORY = 4 << 20  # members up to this size are checked from a buffer
+_BATCH_MEMBER = 256 << 10  # members up to this size are checked many to a C call
+_BATCH_BYTES = 8 << 20  # the most a batch inflates
+_BATCH_COUNT = 1024  # the most members a batch checks
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,13 @@ class WheelArchive(ZipReader):
         """
         rows = self._record_index
         fatal, notes = [], []
+        if contents:
+            listed = (
+                m
+                for m in self.members
+                if not m.is_dir and m.name in rows and m.name not in self._not_in_record
+            )
+            self._verify_all([m for m in listed if m.name not in self._checked], refuse=False)
         for member in self.members:
             name = member.name
             if member.is_dir or name in self._not_in_record:
@@ -287,9 +300,6 @@ class WheelArchive(ZipReader):
                 notes.append(RecordMismatch(name, "has no hash in RECORD"))
             if row.size is None:
                 notes.append(RecordMismatch(name, "has no size in RECORD"))
-            if name not in self._checked and contents:
-                for _ in self._read(name, hash_it=True, refuse=False):
-                    pass
             if name in self._checked:
                 mismatch = self._checked[name]
             else:
@@ -313,11 +323,8 @@ class WheelArchive(ZipReader):
 
         def check() -> None:
             self._classify()
-            for member in self.members:
-                if stop.is_set():
-                    return
-                if not member.is_dir and not self.is_elf(member.name):
-                    self._verify(member.name, None)
+            others = [m for m in self.members if not m.is_dir and not self.is_elf(m.name)]
+            self._verify_all(others, None, stop)
 
         pool = ThreadPoolExecutor(max_workers=1)
         future = pool.submit(check)
@@ -384,6 +391,56 @@ class WheelArchive(ZipReader):
             and self.member(name).file_size >= _HASH_IN_C
             and RecordHasher.other_algorithm(self._row(name)) is None
         )
+
+    def _verify_all(
+        self,
+        members: Sequence[Member],
+        refuse: bool | None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """:meth:`_verify` each member in order (until ``stop`` is set), runs of small ones
+        not hashed yet in one call of the C core each (:func:`.batchverify.verify_members`)."""
+        batch: list[Member] = []
+        size = 0
+        for member in members:
+            if stop is not None and stop.is_set():
+                return
+            name = member.name
+            if name in self._digests:
+                continue
+            small = member.file_size <= _BATCH_MEMBER
+            if small and RecordHasher.other_algorithm(self._row(name)) is None:
+                if len(batch) == _BATCH_COUNT or size + member.file_size > _BATCH_BYTES:
+                    self._verify_batch(batch, refuse)
+                    batch, size = [], 0
+                batch.append(member)
+                size += member.file_size
+                continue
+            self._verify_batch(batch, refuse)
+            batch, size = [], 0
+            self._verify(name, refuse)
+        self._verify_batch(batch, refuse)
+
+    def _verify_batch(self, batch: Sequence[Member], refuse: bool | None) -> None:
+        """:meth:`_verify` the members in one call of the C core; one it does not settle (or
+        all, where it cannot be called) takes :meth:`_verify`, which says what is wrong."""
+        jobs = [
+            VerifyJob(
+                self._data_offset(self._entry(m.name)),
+                m.compress_size,
+                m.file_size,
+                m.compress_type == zipfile.ZIP_DEFLATED,
+            )
+            for m in batch
+        ]
+        done = verify_members(self._fd, jobs) if jobs else None
+        for i, member in enumerate(batch):
+            found = None if done is None else done[i]
+            if found is not None and found.status == inflate.OK and found.crc == member.crc:
+                digest = RecordHash.from_digest("sha256", found.sha256)
+                self._settle(member.name, digest, digest, refuse)
+            else:
+                self._verify(member.name, refuse)
 
     def _verify(self, name: str, refuse: bool | None) -> None:
         """Inflate, CRC-check and hash the member, keeping nothing but its hash; a RECORD
