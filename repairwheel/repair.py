@@ -193,9 +193,9 @@ def repair_wheel(
         if staged.late:
             finishing = stack.enter_context(ThreadPoolExecutor(max_workers=1))
             late = {
-                name: finishing.submit(_finish_late, archive, elf_patcher, staged, name)
-                for name in (m.name for m in archive.members)
-                if name in staged.late
+                m.name: finishing.submit(_finish_late, archive, elf_patcher, staged, m.name)
+                for m in archive.members
+                if m.name in staged.late
             }
         clock.lap("stage")
         reports = apply_patches(

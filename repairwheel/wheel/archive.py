@@ -281,13 +281,9 @@ class WheelArchive(ZipReader):
         """
         rows = self._record_index
         fatal, notes = [], []
-        if contents:
-            listed = (
-                m
-                for m in self.members
-                if not m.is_dir and m.name in rows and m.name not in self._not_in_record
-            )
-            self._verify_all([m for m in listed if m.name not in self._checked], refuse=False)
+        if contents:  # every listed member no read has hashed yet (_verify_all skips those)
+            listed = [m for m in self.members if not m.is_dir and m.name in rows]
+            self._verify_all([m for m in listed if m.name not in self._not_in_record], False)
         for member in self.members:
             name = member.name
             if member.is_dir or name in self._not_in_record:
@@ -424,6 +420,8 @@ class WheelArchive(ZipReader):
     def _verify_batch(self, batch: Sequence[Member], refuse: bool | None) -> None:
         """:meth:`_verify` the members in one call of the C core; one it does not settle (or
         all, where it cannot be called) takes :meth:`_verify`, which says what is wrong."""
+        if not batch:
+            return
         jobs = [
             VerifyJob(
                 self._data_offset(self._entry(m.name)),
@@ -433,7 +431,7 @@ class WheelArchive(ZipReader):
             )
             for m in batch
         ]
-        done = verify_members(self._fd, jobs) if jobs else None
+        done = verify_members(self._fd, jobs)
         for i, member in enumerate(batch):
             found = None if done is None else done[i]
             if found is not None and found.status == inflate.OK and found.crc == member.crc:
