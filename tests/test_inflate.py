@@ -406,6 +406,22 @@ def test_batched_heads_are_the_heads_read_one_by_one(
             assert str(caught.value) == first_error
 
 
+def test_a_batched_head_of_a_whole_stored_member_is_crc_checked_as_alone(tmp_path: Path) -> None:
+    """Hypothesis found it: a 4-byte stored member with a byte flipped, heads of 5 bytes. Read
+    alone, the head is the whole member, read to its end and refused for its CRC; the batch,
+    which checks no CRC, gave its bytes."""
+    path = tmp_path / "a.zip"
+    names = _members_zip(path, [(b"\0\0\0\0", zipfile.ZIP_STORED, 9), (b"x" * 100, 0, 9)])
+    data = bytearray(path.read_bytes())
+    data[30 + len(names[0]) + 9] ^= 1  # the first byte of the first member's data
+    path.write_bytes(bytes(data))
+    alone = _heads_one_by_one(path, names, 5)
+    assert alone[names[0]] == "a.zip: member 'm000/.bin' fails its CRC check"
+    with ZipReader(path) as reader, pytest.raises(WheelError) as caught:
+        reader.heads(names, 5)
+    assert str(caught.value) == alone[names[0]]
+
+
 def _read_outcome(reader: ZipReader, name: str) -> bytes | str:
     try:
         return b"".join(reader.contents(name))
