@@ -164,7 +164,8 @@ static size_t wake_near(const uint8_t *base, size_t size, const uint64_t *kept, 
    wake adding more, and when `cut` says so a prefix asked for: the ranges stay sorted and
    disjoint, the bytes they end up naming are zlib's and nothing else is touched; without a
    prefix the verdict is the first call's (`first`), with one a sound member (`sound`)
-   stops there with the prefix's CRC. */
+   stops there with the prefix's CRC.  When `shape` says so the inflate is cancelled before
+   it starts: it ends at once, having made and kept nothing. */
 static void check_keep(const rw_inflater *z, int in_fd, size_t lead, size_t len, int deflated,
                        uint64_t usize, const uint8_t *want, const rw_inflate_result *first,
                        int sound, unsigned shape, unsigned cut)
@@ -173,6 +174,7 @@ static void check_keep(const rw_inflater *z, int in_fd, size_t lead, size_t len,
     size_t n = 0, i;
     rw_keep keep;
     rw_inflate_result res;
+    int cancel = 1;
     uint8_t *base = malloc((size_t)usize + 1);
     if (base == NULL)
         fail("malloc");
@@ -193,7 +195,19 @@ static void check_keep(const rw_inflater *z, int in_fd, size_t lead, size_t len,
     keep.base = base;
     keep.stop = (cut & 0x80) ? (usize * ((cut >> 3) & 15)) / 16 : 0;
     keep.wake = (shape & 0x40) ? wake_near : NULL;
+    keep.cancel = (shape & 0x80) ? &cancel : NULL;
     rw_inflate_member(z, in_fd, lead, len, deflated, usize, NULL, -1, NULL, NULL, &keep, &res);
+    if (keep.cancel) {
+        int nothing_to_read = len == 0 && (!deflated || usize == 0);
+        if (nothing_to_read ? res.status == RW_INF_CANCELLED
+                            : res.status != RW_INF_CANCELLED || res.produced != 0)
+            fail("a cancelled inflate did not end before its first window");
+        for (i = 0; i <= usize; i++)
+            if (base[i] != KEEP_MARK)
+                fail("a cancelled inflate kept bytes");
+        free(base);
+        return;
+    }
     if (res.produced > usize || (keep.stop && res.produced > keep.stop))
         fail("a kept inflate made more bytes than declared or asked for");
     if (keep.n > KEEP_CAP || (n && keep.n == 0))

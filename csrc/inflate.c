@@ -337,6 +337,7 @@ typedef struct {
     rw_keep *keep;       /* NULL: nothing copied out */
     size_t next_keep;    /* the first of keep's ranges not wholly behind the output */
     uint64_t stop;       /* keep->stop, or 0 */
+    int *cancel;         /* keep->cancel, or NULL */
 } sink;
 
 /* The window to fill: `own`, or with a drain the one it does not hold. */
@@ -428,6 +429,12 @@ static int emit(sink *k, const uint8_t *p, size_t n)
     return digest_and_write(k->digest, k->out_buf ? -1 : k->out_fd, p, n, res);
 }
 
+/* Whether another thread has asked the inflate to end (read anew each time). */
+static int cancelled(const sink *k)
+{
+    return k->cancel && *(volatile int *)k->cancel;
+}
+
 /* Whether the prefix asked for is out (the caller then stops with RW_INF_PREFIX). */
 static int stopped(const sink *k)
 {
@@ -443,6 +450,8 @@ static int copy_stored(sink *k, int in_fd, uint64_t offset, uint64_t csize,
         if (k->stop && n > k->stop - done)
             n = (size_t)(k->stop - done);
         uint8_t *dst = window_of(k, window);
+        if (cancelled(k))
+            return finish(k->res, RW_INF_CANCELLED, 0);
         if (k->out_buf) {
             if (n > k->usize - done)
                 return finish(k->res, RW_INF_TOO_LONG, 0);
@@ -475,6 +484,8 @@ static int inflate_stream(stream *s, sink *k, int in_fd, uint64_t offset, uint64
         uint32_t got, before;
         int rc;
         window = window_of(k, window); /* another one after each hand-over to a drain */
+        if (cancelled(k))
+            return finish(res, RW_INF_CANCELLED, 0);
         if (st_avail_in(s) == 0 && consumed < csize) {
             size_t n = (size_t)(csize - consumed < in_size ? csize - consumed : in_size);
             if (read_at(in_fd, in, n, offset + consumed, res))
@@ -576,6 +587,7 @@ int rw_inflate_member(const rw_inflater *z, int in_fd, uint64_t offset, uint64_t
     k.keep = keep && keep->n ? keep : NULL;
     k.next_keep = 0;
     k.stop = stop;
+    k.cancel = keep ? keep->cancel : NULL;
     if (out_buf == NULL && (window = malloc(window_size)) == NULL)
         return finish(res, RW_INF_NOMEM, 0);
     /* Without the memory or the thread for a drain, the work is done here alone. */

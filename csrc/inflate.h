@@ -30,6 +30,7 @@
 #define RW_INF_NOMEM 7
 #define RW_INF_DIGEST 8     /* the digest's update failed */
 #define RW_INF_PREFIX 9     /* stopped after keep->stop bytes, as asked */
+#define RW_INF_CANCELLED 10 /* stopped because keep->cancel was set */
 
 typedef struct {
     int flavor;           /* RW_ZNG or RW_ZLIB */
@@ -64,7 +65,8 @@ typedef struct {
    they hold ahead of the output is kept too, and they end up in `ranges` (where one may
    touch a range completed before it).  With `stop`
    non-zero the inflate ends once that many bytes are out (RW_INF_PREFIX), the CRC and the
-   digest covering only those. */
+   digest covering only those.  With `cancel` not NULL, another thread may set what it
+   points to non-zero: the inflate then ends before its next window (RW_INF_CANCELLED). */
 typedef struct {
     uint64_t *ranges;        /* room for 2 * cap values */
     size_t n;
@@ -73,6 +75,7 @@ typedef struct {
     uint64_t stop;
     size_t (*wake)(const uint8_t *base, size_t size, const uint64_t *kept, size_t n_kept,
                    uint64_t *pairs, size_t cap);
+    int *cancel;
 } rw_keep;
 
 typedef struct {

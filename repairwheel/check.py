@@ -33,7 +33,7 @@ from .errors import (
 from .graph import roots
 from .host import library_facts
 from .policy import ANDROID, ARCHES, Policy, get_policy
-from .scan import is_loader
+from .scan import is_loader, start_early
 from .verdict import Blocker, BlockerKind, PolicyCheck, decide
 from .wheel import WheelArchive
 
@@ -151,7 +151,9 @@ def check_wheel(
     tags: list[str] = []
     report = None
     try:
-        with WheelArchive(path, hash_reads=True, refuse_record_mismatch=False) as archive:
+        early = start_early(path, hashed=True)
+        opened = WheelArchive(path, hash_reads=True, refuse_record_mismatch=False, early=early)
+        with opened as archive:
             tags = list(archive.filename.platform_tags)
             try:
                 archive.check_metadata()  # what installers refuse; the audit needs it too

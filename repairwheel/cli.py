@@ -84,17 +84,21 @@ def _add_lddtree(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _cmd_show(args: argparse.Namespace) -> int:
     from .clock import StageClock
     from .errors import NotPlatformWheelError
-    from .scan import ElfScan
+    from .scan import ElfScan, start_early
     from .wheel import WheelArchive
 
     name = os.path.basename(args.wheel)
     clock = StageClock()
+    early = start_early(args.wheel, hashed=True)
     try:
         # hash_reads: the audit's reads of the ELF members are compared with RECORD as they
         # go, so verify_record inflates only the other members, once.
-        with WheelArchive(args.wheel, hash_reads=True, refuse_record_mismatch=False) as archive:
+        opened = WheelArchive(
+            args.wheel, hash_reads=True, refuse_record_mismatch=False, early=early
+        )
+        with opened as archive:
             clock.lap("open")
-            with ElfScan(archive) as scan, archive.checking_others() as others_checked:
+            with ElfScan(archive) as scan, archive.checking_others(scan.pool) as others_checked:
                 # imported while the biggest member inflates
                 from .audit import analyze_wheel
 

@@ -37,7 +37,7 @@ from .progress import Progress
 from .provenance import Provider, find_providers
 from .providers import ProvidedLibrary
 from .sbom import SBOM_PATH, graft_sbom
-from .scan import ElfScan
+from .scan import ElfScan, start_early
 from .stage import InMemory, Staged, extract_member, mapped, scratch, stage
 from .wheel import (
     Reuse,
@@ -141,12 +141,12 @@ def repair_wheel(
     level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
     elf_patcher = get_patcher(patcher)
     clock = StageClock()
-    archive = WheelArchive(path, hash_reads=True)
+    archive = WheelArchive(path, hash_reads=True, early=start_early(path, hashed=True))
     clock.lap("open")
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
         scan = stack.enter_context(ElfScan(archive))
-        others_checked = stack.enter_context(archive.checking_others())
+        others_checked = stack.enter_context(archive.checking_others(scan.pool))
         try:
             report = analyze_wheel(
                 archive,

@@ -15,7 +15,7 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -31,6 +31,8 @@ from .elf import (
 from .errors import RepairwheelError, ResourceError
 from .progress import Progress
 from .wheel import WheelArchive
+from .wheel.early import EarlyInflate
+from .wheel.zipread import StrPath
 
 MEMORY_FILE_SIZE = 4 << 20  # members above this keep only the bytes their parse reads
 THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
@@ -223,6 +225,13 @@ def _spill_error(label: str, where: str | None, exc: OSError) -> ResourceError:
     return ResourceError(f"{label}: {reason} (set TMPDIR to a folder with room)", reason=reason)
 
 
+def start_early(path: StrPath, *, hashed: bool) -> EarlyInflate | None:
+    """The wheel's biggest member inflated from now on, as the first read of a big member
+    here does (:func:`_parse_kept`; SHA-256 on the way if ``hashed``), for the
+    :class:`WheelArchive` opened next to take (see :mod:`.wheel.early`)."""
+    return EarlyInflate.start(path, head=KEPT_HEAD, wake=True, sha256=hashed)
+
+
 def scan_elf_members(archive: WheelArchive, *, workers: int | None = None) -> list[ElfMember]:
     """Every ELF member of the wheel, in archive order (see :class:`ElfScan`)."""
     with ElfScan(archive, workers=workers) as scan:
@@ -259,6 +268,12 @@ class ElfScan:
         if self._pool is not None and largest is not None:
             read = self._pool.submit(_read_member, archive, largest.name)
             self._futures[largest.name] = read
+
+    @property
+    def pool(self) -> Executor | None:
+        """The threads the reads run on (None: they run in the calling thread), for other work
+        of the audit to share."""
+        return self._pool
 
     def __enter__(self) -> ElfScan:
         return self

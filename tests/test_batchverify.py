@@ -10,7 +10,9 @@ import os
 import struct
 import zipfile
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +113,49 @@ def test_record_findings_are_the_same_as_one_member_at_a_time(
     monkeypatch.setattr(archive, "verify_members", lambda fd, jobs: None)
     assert batched == findings()
     assert [f.path for f in batched][:2] == ["demo/m3.py", "demo/m5.py"]
+
+
+class _Counting(ThreadPoolExecutor):
+    """A pool that records the members of each part it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.parts: list[list[str]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.parts.append([member.name for member in args[0]])
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_on_the_audits_pool_the_others_are_checked_in_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the audit's pool, the members that are not ELF are checked in parts of about
+    _OTHERS_PART bytes, all of them once, in archive order, with the findings and digests a
+    thread of its own gives; a part that fails makes the wait raise what a lone check says."""
+    files = _small_files(40)
+    rows = {"demo/m3.py": f"demo/m3.py,{_digest(b'other bytes')},{len(files['demo/m3.py'])}"}
+    wheel = _wheel(tmp_path / "demo-1.0-py3-none-any.whl", files, rows)
+    monkeypatch.setattr(archive, "_OTHERS_PART", 100)
+
+    def checked(pool: ThreadPoolExecutor | None) -> tuple[object, ...]:
+        with WheelArchive(wheel, hash_reads=True, refuse_record_mismatch=False) as a:
+            with a.checking_others(pool) as wait:
+                wait()
+            names = [m.name for m in a.members if m.name != "demo/m3.py"]
+            return a.verify_record(contents=False), {n: str(a.digest(n)) for n in names}
+
+    with _Counting() as pool:
+        shared = checked(pool)
+    assert shared == checked(None)
+    assert shared[0] and shared[0][0].path == "demo/m3.py"  # type: ignore[index]
+    order = zipfile.ZipFile(wheel).namelist()
+    assert len(pool.parts) > 3 and [n for part in pool.parts for n in part] == order
+
+    with _Counting() as pool, WheelArchive(wheel, hash_reads=True) as a:
+        with pytest.raises(WheelError) as caught, a.checking_others(pool) as wait:
+            wait()
+    assert "demo/m3.py: hash differs from RECORD" in str(caught.value)
 
 
 def _patch_central(path: Path, name: str, field: int, value: int) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import contextlib
 import email.parser
 import mmap
-import os
 import re
 import threading
 import zipfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import inflate
 from .batchverify import VerifyJob, verify_members
+from .early import EarlyInflate
 from .inflate import Blocks, Keep
 from .names import WheelFilename
 from .records import (
@@ -42,6 +42,7 @@ _VERIFY_IN_MEMORY = 4 << 20  # members up to this size are checked from a buffer
 _BATCH_MEMBER = 256 << 10  # members up to this size are checked many to a C call
 _BATCH_BYTES = 8 << 20  # the most a batch inflates
 _BATCH_COUNT = 1024  # the most members a batch checks
+_OTHERS_PART = 8 << 20  # bytes of other members checked by one task on an audit's pool
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,26 @@ class WheelArchive(ZipReader):
     disagrees raises WheelError at the end of its read, unless ``refuse_record_mismatch`` is
     false: then the finding waits for :meth:`verify_record`, which reports every mismatch and
     inflates only the members no read has hashed yet. An audit alone needs neither.
+
+    With ``early`` (:mod:`.early`, started on this file) the first read that its inflate can
+    stand for takes its result instead of inflating; the archive owns it, and cancels it if
+    the open fails or when it closes unused.
     """
 
     def __init__(
-        self, path: StrPath, *, hash_reads: bool = False, refuse_record_mismatch: bool = True
+        self,
+        path: StrPath,
+        *,
+        hash_reads: bool = False,
+        refuse_record_mismatch: bool = True,
+        early: EarlyInflate | None = None,
     ) -> None:
-        self.filename = WheelFilename.parse(Path(path).name)
+        try:
+            self.filename = WheelFilename.parse(Path(path).name)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
         self.hash_reads = hash_reads
         self.refuse_record_mismatch = refuse_record_mismatch
         self._digests: dict[str, RecordHash] = {}  # sha256 of members a full read has checked
@@ -81,7 +96,7 @@ class WheelArchive(ZipReader):
         self._is_elf: dict[str, bool] = {}
         self._classify_lock = threading.Lock()
         self._rows: dict[str, RecordRow] | None = None
-        super().__init__(path)
+        super().__init__(path, early=early)
         try:
             self.dist_info = self._find_dist_info()
         except BaseException:
@@ -310,25 +325,51 @@ class WheelArchive(ZipReader):
         return fatal + notes
 
     @contextlib.contextmanager
-    def checking_others(self) -> Iterator[Callable[[], None]]:
-        """CRC-check and hash every member that is not ELF on a thread, while the caller (an
-        audit) reads the ELF ones on the other cores. Yields a function that waits for it and
-        re-raises a failure (a RECORD mismatch only if ``refuse_record_mismatch``); the thread
-        is stopped and joined on exit, before the archive can close."""
+    def checking_others(self, pool: Executor | None = None) -> Iterator[Callable[[], None]]:
+        """CRC-check and hash every member that is not ELF while the caller (an audit) reads
+        the ELF ones: on ``pool`` (the audit's own, so that no more threads are busy than
+        there are cores, and the last parts go to whichever is free first) in parts of about
+        _OTHERS_PART bytes, or else on a thread of its own. Yields a function that waits for
+        all of it and re-raises a failure (a RECORD mismatch only if
+        ``refuse_record_mismatch``); on exit the parts not started are cancelled and the
+        others waited for, before the archive can close."""
         stop = threading.Event()
+        own = None
+        if pool is None:
+            pool = own = ThreadPoolExecutor(max_workers=1)
+        futures = [pool.submit(self._verify_all, part, None, stop) for part in self._others(own)]
 
-        def check() -> None:
-            self._classify()
-            others = [m for m in self.members if not m.is_dir and not self.is_elf(m.name)]
-            self._verify_all(others, None, stop)
+        def checked() -> None:
+            for future in futures:
+                future.result()
 
-        pool = ThreadPoolExecutor(max_workers=1)
-        future = pool.submit(check)
         try:
-            yield future.result
+            yield checked
         finally:
             stop.set()
-            pool.shutdown(wait=True)
+            for future in futures:
+                future.cancel()
+            if own is not None:
+                own.shutdown(wait=True)
+            else:
+                wait(futures)
+
+    def _others(self, whole: object) -> list[list[Member]]:
+        """The members that are not ELF, in archive order: in one part with ``whole``, else
+        in parts of about _OTHERS_PART bytes."""
+        self._classify()
+        others = [m for m in self.members if not m.is_dir and not self.is_elf(m.name)]
+        if whole is not None:
+            return [others]
+        parts: list[list[Member]] = [[]]
+        size = 0
+        for member in others:
+            if size >= _OTHERS_PART:
+                parts.append([])
+                size = 0
+            parts[-1].append(member)
+            size += member.file_size
+        return parts
 
     def digest(self, name: str) -> RecordHash:
         """The member's sha256 for a new RECORD, size and CRC checked; computed once (by the
@@ -451,8 +492,7 @@ class WheelArchive(ZipReader):
                 self._hash_result(name, None, lambda: iter((out,)), refuse)
                 return
         elif self._hash_on_the_way(name, hash_it=True):
-            with open(os.devnull, "wb") as discard:
-                done = self.inflate_whole(name, out_fd=discard.fileno(), sha256=True)
+            done = self.inflate_whole(name, sha256=True)
             if done is not None and done.sha256 is not None:
                 digest = RecordHash.from_digest("sha256", done.sha256)
                 self._settle(name, digest, digest, refuse)

@@ -38,6 +38,7 @@ WRITE = lib.RW_INF_WRITE
 NOMEM = lib.RW_INF_NOMEM
 DIGEST = lib.RW_INF_DIGEST
 PREFIX = lib.RW_INF_PREFIX
+CANCELLED = lib.RW_INF_CANCELLED
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Inflater:
                 kept.ranges, kept.n, kept.cap = ranges, len(keep.ranges), KEEP_CAP
                 kept.base, kept.stop = base, keep.stop
                 kept.wake = ffi.addressof(lib, "rw_elf_wanted") if keep.wake else ffi.NULL
+                kept.cancel = ffi.NULL if keep.cancel is None else keep.cancel.flag
             lib.rw_inflate_member(
                 self.struct,
                 fd,
@@ -162,12 +164,24 @@ class Keep:
     own offsets. With ``wake``, each range complete adds what the C core's ``rw_elf_wanted``
     names from the bytes kept so far (an ELF parse's tables, as the inflate reaches them;
     ``Inflated.kept`` says what the call ended with). With ``stop``, only the member's first
-    ``stop`` bytes are made."""
+    ``stop`` bytes are made. With ``cancel``, setting it ends the inflate (status
+    CANCELLED) before its next window."""
 
     ranges: Sequence[tuple[int, int]]
     base: bytearray | mmap.mmap
     stop: int = 0
     wake: bool = False
+    cancel: Cancel | None = None
+
+
+class Cancel:
+    """A flag another thread sets to end an inflate (see :class:`Keep`)."""
+
+    def __init__(self) -> None:
+        self.flag = ffi.new("int *")
+
+    def set(self) -> None:
+        self.flag[0] = 1
 
 
 KEEP_CAP = 64  # ranges a keep may grow to

@@ -12,18 +12,22 @@ import os
 import re
 import stat
 import struct
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar, Union
 
 from .._zlib import ZlibError, zlib
 from ..errors import ResourceError, WheelError
 from . import inflate
 from .reuse import OldStream
+
+if TYPE_CHECKING:
+    from .early import EarlyInflate
 
 StrPath = Union[str, "os.PathLike[str]"]
 DateTime = tuple[int, int, int, int, int, int]
@@ -128,13 +132,18 @@ class ZipReader:
     Member names are the names an installer sees: the Info-ZIP Unicode Path (0x7075) name when
     its CRC matches the stored name (what ``zipfile`` reports from Python 3.12 on), else the
     stored name, decoded as UTF-8 when flagged so and as cp437 otherwise (as ``zipfile`` does).
+
+    ``early`` (see :class:`.WheelArchive`) is owned by the reader from the call on.
     """
 
-    def __init__(self, path: StrPath) -> None:
+    def __init__(self, path: StrPath, *, early: EarlyInflate | None = None) -> None:
         self.path = Path(path)
+        self._early = early
+        self._early_lock = threading.Lock()
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:
+            self._drop_early()
             raise self._error(f"cannot open: {exc.strerror}") from None
         self._fd = self._file.fileno()
         try:
@@ -142,7 +151,7 @@ class ZipReader:
             self._check_members(infos)
             ends = self._check_layout(infos, start_dir)
         except BaseException:
-            self._file.close()
+            self.close()
             raise
         # The ZipInfo objects are dropped: one compact entry a member is what reads need.
         dates: dict[DateTime, DateTime] = {}
@@ -169,6 +178,7 @@ class ZipReader:
         self.close()
 
     def close(self) -> None:
+        self._drop_early()
         self._file.close()
 
     def __contains__(self, name: object) -> bool:
@@ -233,7 +243,10 @@ class ZipReader:
         member = entry.member
         deflated = member.compress_type == zipfile.ZIP_DEFLATED
         offset = self._data_offset(entry)
-        done = engine.member(
+        early = None
+        if out is None and out_fd < 0 and not blocks:
+            early = self._take_early(entry, sha256, keep)
+        done = early or engine.member(
             self._fd,
             offset,
             member.compress_size,
@@ -337,6 +350,63 @@ class ZipReader:
             if not whole or zlib.crc32(head.data) == member.crc:
                 found[member.name] = head.data
         return found
+
+    def _take_early(
+        self, entry: _Entry, sha256: bool, keep: inflate.Keep | None
+    ) -> inflate.Inflated | None:
+        """What the early inflate made (:mod:`.early`), where it is of this member of this
+        file, at the offsets the checked archive gives, and made all a read that writes
+        nothing and keeps ``keep`` asks for; its kept bytes are copied into ``keep``'s
+        buffer. None otherwise (the early inflate, if of this member, is dropped)."""
+        early = self._early
+        if early is None or (entry.header_offset, entry.data_offset) != (
+            early.spot.header_offset,
+            early.spot.data_offset,
+        ):
+            return None
+        member = entry.member
+        found = early.spot
+        same = (
+            (found.compress_size, found.file_size, found.crc, found.deflated)
+            == (
+                member.compress_size,
+                member.file_size,
+                member.crc,
+                member.compress_type == zipfile.ZIP_DEFLATED,
+            )
+            and early.same_file(self._fd)
+            and (early.sha256 or not sha256)
+            and (
+                keep is None
+                or (
+                    keep.stop == 0
+                    and keep.wake == early.wake
+                    and list(keep.ranges) == [(0, early.head)]
+                )
+            )
+        )
+        with self._early_lock:
+            if self._early is not early:
+                return None  # another read took it
+            self._early = None
+        if not same:
+            early.cancel()
+            return None
+        taken = early.take()
+        if taken is None:
+            return None
+        done, buf = taken
+        with buf:
+            if keep is not None and done.kept is not None:
+                for start, end in done.kept:
+                    keep.base[start:end] = buf[start:end]
+        return done
+
+    def _drop_early(self) -> None:
+        with self._early_lock:
+            early, self._early = self._early, None
+        if early is not None:
+            early.cancel()
 
     def _error(self, problem: str) -> WheelError:
         return WheelError(f"{self.path.name}: {problem}")
