@@ -98,7 +98,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         )
         with opened as archive:
             clock.lap("open")
-            with ElfScan(archive, check_others=True) as scan:
+            with ElfScan(archive) as scan, archive.checking_others(scan.pool) as others_checked:
                 # imported while the biggest member inflates
                 from .audit import analyze_wheel
 
@@ -113,7 +113,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
                     started=scan,
                 )
                 clock.take(report.timings)
-                scan.others_checked()
+                others_checked()
                 record_problems = archive.verify_record()
                 clock.lap("record check")
     except NotPlatformWheelError as exc:

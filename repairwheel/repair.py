@@ -145,7 +145,8 @@ def repair_wheel(
     clock.lap("open")
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))
-        scan = stack.enter_context(ElfScan(archive, check_others=True))
+        scan = stack.enter_context(ElfScan(archive))
+        others_checked = stack.enter_context(archive.checking_others(scan.pool))
         try:
             report = analyze_wheel(
                 archive,
@@ -210,7 +211,7 @@ def repair_wheel(
             log.debug("patched %s: %d -> %d bytes", r.display_name, r.size_before, r.size_after)
         clock.lap("patch")
         filename, wheel_text = _retag(archive, plan, update_tags)
-        scan.others_checked()  # a corrupt member fails here, before anything is written
+        others_checked()  # a corrupt member fails here, before anything is written
         clock.lap("record check")
         debug_files: tuple[Path, ...] = ()
         if debug_symbols is not None and staged.strip is not None:

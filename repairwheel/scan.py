@@ -14,9 +14,8 @@ import os
 import posixpath
 import re
 import tempfile
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from collections.abc import Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -33,11 +32,10 @@ from .errors import RepairwheelError, ResourceError
 from .progress import Progress
 from .wheel import WheelArchive
 from .wheel.early import EarlyInflate
-from .wheel.zipread import Member, StrPath
+from .wheel.zipread import StrPath
 
 MEMORY_FILE_SIZE = 4 << 20  # members above this keep only the bytes their parse reads
 THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
-OTHERS_PART = 8 << 20  # bytes of the members that are not ELF checked by one task
 KEPT_HEAD = 64 << 10  # kept from a member's start: the ELF header and program headers
 KEPT_PASSES = 8  # parses of kept bytes before a member is inflated whole instead
 KEPT_REACH = 4  # missing bytes past 1/KEPT_REACH of a member: inflating it whole costs less
@@ -254,18 +252,9 @@ class ElfScan:
     read in 0.49 s instead of 0.75). Members that are not well-formed ELF files raise ElfError
     naming the wheel and the member. Use it as a context manager: leaving it cancels the reads
     not started and waits for the others.
-
-    With ``check_others`` the members that are not ELF are checked against RECORD too
-    (:meth:`others_checked` waits for it): on the same threads, in parts of about OTHERS_PART
-    bytes queued after the ELF reads, so that no more threads are busy than there are cores
-    and the last parts go to whichever is free first; without threads for the reads, on a
-    thread of its own (:meth:`.WheelArchive.checking_others`). With threads, a task on them
-    looks at every member's first bytes and queues the reads, while the caller goes on.
     """
 
-    def __init__(
-        self, archive: WheelArchive, *, workers: int | None = None, check_others: bool = False
-    ) -> None:
+    def __init__(self, archive: WheelArchive, *, workers: int | None = None) -> None:
         self.archive = archive
         self._files = sorted(
             (m for m in archive.members if not m.is_dir), key=lambda m: m.file_size, reverse=True
@@ -276,18 +265,15 @@ class ElfScan:
             workers = 1 if small else os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self._futures: dict[str, Future[ElfMember]] = {}
-        self._checks: list[Future[None]] = []
-        self._stop = threading.Event()
-        self._stack = contextlib.ExitStack()
-        self._alone: Callable[[], None] | None = None  # the wait of a check on its own thread
-        self._queued: Future[None] | None = None
-        if self._pool is None:
-            if check_others:
-                self._alone = self._stack.enter_context(archive.checking_others())
-            return
-        if largest is not None:
-            self._futures[largest.name] = self._pool.submit(_read_member, archive, largest.name)
-        self._queued = self._pool.submit(self._queue, check_others)
+        if self._pool is not None and largest is not None:
+            read = self._pool.submit(_read_member, archive, largest.name)
+            self._futures[largest.name] = read
+
+    @property
+    def pool(self) -> Executor | None:
+        """The threads the reads run on (None: they run in the calling thread), for other work
+        of the audit to share."""
+        return self._pool
 
     def __enter__(self) -> ElfScan:
         return self
@@ -296,44 +282,11 @@ class ElfScan:
         self.close()
 
     def close(self) -> None:
-        """Cancel the reads and checks not started and wait for the running ones."""
-        self._stop.set()
-        if self._queued is not None:
-            self._queued.cancel()
-            wait([self._queued])
-        for read in self._futures.values():
-            read.cancel()
-        for check in self._checks:
-            check.cancel()
+        """Cancel the reads not started and wait for the running ones."""
+        for future in self._futures.values():
+            future.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        self._stack.close()
-
-    def _queue(self, check_others: bool) -> None:
-        """Queue the reads of the ELF members after the biggest, largest first (the heads of
-        all members are looked at by the C core in batches, in ``elf_members``), then with
-        ``check_others`` the parts of the check of the others."""
-        archive, pool = self.archive, self._pool
-        assert pool is not None
-        archive.elf_members()
-        for m in self._files:
-            if self._stop.is_set():
-                return
-            if m.name not in self._futures and archive.is_elf(m.name):
-                self._futures[m.name] = pool.submit(_read_member, archive, m.name)
-        if check_others:
-            for part in _parts(archive.other_members()):
-                self._checks.append(pool.submit(archive.check_members, part, self._stop))
-
-    def others_checked(self) -> None:
-        """Wait for the check of the members that are not ELF (``check_others``) and raise
-        its failure, if any."""
-        if self._queued is not None:
-            self._queued.result()
-        for future in self._checks:
-            future.result()
-        if self._alone is not None:
-            self._alone()
 
     def members(self) -> list[ElfMember]:
         """Every ELF member, in archive order, once all are read."""
@@ -341,14 +294,18 @@ class ElfScan:
         names = archive.elf_members()
         sizes = {name: archive.member(name).file_size for name in names}
         with Progress(f"reading {archive.path.name}", sum(sizes.values())) as progress:
-            if self._queued is None:
+            if self._pool is None:
                 found = []
                 for name in names:
                     found.append(_read_member(archive, name))
                     progress.advance(sizes[name])
                 return found
-            self._queued.result()
+            # The heads of all other members are looked at by the C core in batches (in
+            # elf_members) and the ELF ones follow the biggest, largest first.
             futures = self._futures
+            for m in self._files:
+                if m.name not in futures and archive.is_elf(m.name):
+                    futures[m.name] = self._pool.submit(_read_member, archive, m.name)
             try:
                 for future in as_completed(futures.values()):
                     progress.advance(sizes[future.result().path])
@@ -356,16 +313,3 @@ class ElfScan:
                 for future in futures.values():
                     future.cancel()
             return [futures[name].result() for name in names]
-
-
-def _parts(members: list[Member]) -> list[list[Member]]:
-    """``members`` in order, cut into runs of about OTHERS_PART bytes."""
-    parts: list[list[Member]] = [[]]
-    size = 0
-    for member in members:
-        if size >= OTHERS_PART:
-            parts.append([])
-            size = 0
-        parts[-1].append(member)
-        size += member.file_size
-    return parts

@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_scan import host_library
 
-from repairwheel import scan
 from repairwheel.errors import WheelError
 from repairwheel.wheel import WheelArchive, archive, inflate
 from repairwheel.wheel.records import RecordMismatch
@@ -117,55 +115,46 @@ def test_record_findings_are_the_same_as_one_member_at_a_time(
     assert [f.path for f in batched][:2] == ["demo/m3.py", "demo/m5.py"]
 
 
-class _Recording(ThreadPoolExecutor):
-    """A pool that records what it is given: a member read's name, or a check's members."""
+class _Counting(ThreadPoolExecutor):
+    """A pool that records the members of each part it is given."""
 
-    tasks: list[object] = []
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.parts: list[list[str]] = []
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if args and isinstance(args[0], list):
-            self.tasks.append([member.name for member in args[0]])
-        elif len(args) == 2 and isinstance(args[1], str):
-            self.tasks.append(args[1])
+        self.parts.append([member.name for member in args[0]])
         return super().submit(fn, *args, **kwargs)
 
 
-def test_on_the_scans_threads_the_others_are_checked_in_parts_after_the_elf_reads(
+def test_on_the_audits_pool_the_others_are_checked_in_parts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With threads for the reads, the members that are not ELF are checked on them in parts
-    of about OTHERS_PART bytes, queued after the ELF reads, all of them once, in archive
-    order, with the findings and digests a thread of its own gives; a part that fails makes
-    the wait raise what a lone check says."""
-    files = {**_small_files(40), "demo/libsmall.so": host_library(1)}
+    """Given the audit's pool, the members that are not ELF are checked in parts of about
+    _OTHERS_PART bytes, all of them once, in archive order, with the findings and digests a
+    thread of its own gives; a part that fails makes the wait raise what a lone check says."""
+    files = _small_files(40)
     rows = {"demo/m3.py": f"demo/m3.py,{_digest(b'other bytes')},{len(files['demo/m3.py'])}"}
-    wheel = _wheel(tmp_path / "demo-1.0-py3-none-linux_x86_64.whl", files, rows)
-    monkeypatch.setattr(scan, "OTHERS_PART", 100)
-    monkeypatch.setattr(scan, "ThreadPoolExecutor", _Recording)
-    monkeypatch.setattr(_Recording, "tasks", [])
+    wheel = _wheel(tmp_path / "demo-1.0-py3-none-any.whl", files, rows)
+    monkeypatch.setattr(archive, "_OTHERS_PART", 100)
 
-    def checked(workers: int) -> tuple[object, ...]:
+    def checked(pool: ThreadPoolExecutor | None) -> tuple[object, ...]:
         with WheelArchive(wheel, hash_reads=True, refuse_record_mismatch=False) as a:
-            with scan.ElfScan(a, workers=workers, check_others=True) as started:
-                started.members()
-                started.others_checked()
+            with a.checking_others(pool) as wait:
+                wait()
             names = [m.name for m in a.members if m.name != "demo/m3.py"]
             return a.verify_record(contents=False), {n: str(a.digest(n)) for n in names}
 
-    shared = checked(2)
-    tasks = _Recording.tasks
-    assert shared == checked(1)
+    with _Counting() as pool:
+        shared = checked(pool)
+    assert shared == checked(None)
     assert shared[0] and shared[0][0].path == "demo/m3.py"  # type: ignore[index]
-    others = [n for n in zipfile.ZipFile(wheel).namelist() if n != "demo/libsmall.so"]
-    assert tasks[0] == "demo/libsmall.so" and len(tasks) > 4
-    assert [n for part in tasks[1:] for n in part] == others  # type: ignore[attr-defined]
+    order = zipfile.ZipFile(wheel).namelist()
+    assert len(pool.parts) > 3 and [n for part in pool.parts for n in part] == order
 
-    with WheelArchive(wheel, hash_reads=True) as a:
-        with (
-            pytest.raises(WheelError) as caught,
-            scan.ElfScan(a, workers=2, check_others=True) as s,
-        ):
-            s.others_checked()
+    with _Counting() as pool, WheelArchive(wheel, hash_reads=True) as a:
+        with pytest.raises(WheelError) as caught, a.checking_others(pool) as wait:
+            wait()
     assert "demo/m3.py: hash differs from RECORD" in str(caught.value)
 
 

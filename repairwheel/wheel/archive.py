@@ -10,7 +10,7 @@ import re
 import threading
 import zipfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +42,7 @@ _VERIFY_IN_MEMORY = 4 << 20  # members up to this size are checked from a buffer
 _BATCH_MEMBER = 256 << 10  # members up to this size are checked many to a C call
 _BATCH_BYTES = 8 << 20  # the most a batch inflates
 _BATCH_COUNT = 1024  # the most members a batch checks
+_OTHERS_PART = 8 << 20  # bytes of other members checked by one task on an audit's pool
 
 
 @dataclass(frozen=True)
@@ -324,29 +325,51 @@ class WheelArchive(ZipReader):
         return fatal + notes
 
     @contextlib.contextmanager
-    def checking_others(self) -> Iterator[Callable[[], None]]:
-        """CRC-check and hash every member that is not ELF on a thread, while the caller (an
-        audit) reads the ELF ones on the other cores. Yields a function that waits for it and
-        re-raises a failure (a RECORD mismatch only if ``refuse_record_mismatch``); the thread
-        is stopped and joined on exit, before the archive can close."""
+    def checking_others(self, pool: Executor | None = None) -> Iterator[Callable[[], None]]:
+        """CRC-check and hash every member that is not ELF while the caller (an audit) reads
+        the ELF ones: on ``pool`` (the audit's own, so that no more threads are busy than
+        there are cores, and the last parts go to whichever is free first) in parts of about
+        _OTHERS_PART bytes, or else on a thread of its own. Yields a function that waits for
+        all of it and re-raises a failure (a RECORD mismatch only if
+        ``refuse_record_mismatch``); on exit the parts not started are cancelled and the
+        others waited for, before the archive can close."""
         stop = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=1)
-        future = pool.submit(lambda: self.check_members(self.other_members(), stop))
+        own = None
+        if pool is None:
+            pool = own = ThreadPoolExecutor(max_workers=1)
+        futures = [pool.submit(self._verify_all, part, None, stop) for part in self._others(own)]
+
+        def checked() -> None:
+            for future in futures:
+                future.result()
+
         try:
-            yield future.result
+            yield checked
         finally:
             stop.set()
-            pool.shutdown(wait=True)
+            for future in futures:
+                future.cancel()
+            if own is not None:
+                own.shutdown(wait=True)
+            else:
+                wait(futures)
 
-    def other_members(self) -> list[Member]:
-        """Every file member that is not ELF, in archive order."""
+    def _others(self, whole: object) -> list[list[Member]]:
+        """The members that are not ELF, in archive order: in one part with ``whole``, else
+        in parts of about _OTHERS_PART bytes."""
         self._classify()
-        return [m for m in self.members if not m.is_dir and not self.is_elf(m.name)]
-
-    def check_members(self, members: Sequence[Member], stop: threading.Event | None = None) -> None:
-        """CRC-check and hash each of ``members`` no read has hashed yet, in order, until
-        ``stop`` is set; a RECORD mismatch raises only if ``refuse_record_mismatch``."""
-        self._verify_all(members, None, stop)
+        others = [m for m in self.members if not m.is_dir and not self.is_elf(m.name)]
+        if whole is not None:
+            return [others]
+        parts: list[list[Member]] = [[]]
+        size = 0
+        for member in others:
+            if size >= _OTHERS_PART:
+                parts.append([])
+                size = 0
+            parts[-1].append(member)
+            size += member.file_size
+        return parts
 
     def digest(self, name: str) -> RecordHash:
         """The member's sha256 for a new RECORD, size and CRC checked; computed once (by the
