@@ -481,3 +481,56 @@ def test_an_input_cut_short_under_an_in_kernel_copy_is_a_wheel_error(tmp_path: P
             writer = zipwrite.ZipWriter(out)
             with pytest.raises(WheelError, match=r"member 'pkg/big\.f' is truncated"):
                 writer.write(entry)
+
+
+def test_writeback_is_started_for_each_step_written_and_the_bytes_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every WRITEBACK_STEP bytes the writer asks the kernel to start writing them out: the
+    ranges follow one another from the start of the file, through raw copies, in-kernel copies
+    and streamed deflates alike, and the wheel is the one written without."""
+    sizes = [10, zipwrite.KERNEL_COPY_MIN, 3 * BLOCK + 5, zipwrite.STREAM_MIN + 7]
+    members = [
+        File(f"pkg/m{n}.f", contents(n, size, n % 2 == 0), 6, 0o644, STAMP, True)
+        for n, size in enumerate(sizes)
+    ]
+    source = tmp_path / NAME
+    write_source(source, members)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    for folder in ("quiet", "started", "streamed"):
+        (tmp_path / folder).mkdir()
+    with mock.patch.object(zipwrite, "start_writeback", lambda *args: None):
+        _copy_all(source, tmp_path / "quiet" / NAME)
+    copied: list[tuple[int, int]] = []
+    streamed: list[tuple[int, int]] = []
+    with mock.patch.object(zipwrite, "WRITEBACK_STEP", 1 << 20):
+        with mock.patch.object(zipwrite, "start_writeback", lambda _, *r: copied.append(r)):
+            _copy_all(source, tmp_path / "started" / NAME)
+        with mock.patch.object(zipwrite, "start_writeback", lambda _, *r: streamed.append(r)):
+            with WheelArchive(source) as archive:
+                data = archive.read(f"pkg/m{len(sizes) - 1}.f")
+            with WheelWriter(tmp_path / "streamed" / NAME, DIST) as out:
+                out.add("pkg/new.f", data)
+    written = (tmp_path / "started" / NAME).read_bytes()
+    assert written == (tmp_path / "quiet" / NAME).read_bytes()
+    for ranges in (copied, streamed):
+        assert ranges and ranges[0][0] == 0 and all(n >= 1 << 20 for _, n in ranges)
+        assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))
+    assert copied[-1][0] + copied[-1][1] <= len(written)
+
+
+def test_starting_writeback_where_it_cannot_be_is_harmless(tmp_path: Path) -> None:
+    from repairwheel.wheel.native import start_writeback
+
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 4096)
+    with open(path, "r+b") as f:
+        start_writeback(f.fileno(), 0, 4096)
+    read, write = os.pipe()
+    try:
+        start_writeback(write, 0, 10)  # ESPIPE, ignored
+        start_writeback(-1, 0, 10)  # EBADF, ignored
+    finally:
+        os.close(read)
+        os.close(write)
+    assert path.read_bytes() == b"x" * 4096

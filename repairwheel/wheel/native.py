@@ -1,6 +1,7 @@
 """Native functions the C core calls through pointers: the system zlib (where no zlib-ng
 extension is installed) and OpenSSL's EVP digests, as Python's ``_hashlib`` links them, so the
-core can inflate, deflate and hash with the GIL released."""
+core can inflate, deflate and hash with the GIL released; and libc's ``sync_file_range``,
+which Python's ``os`` lacks."""
 
 from __future__ import annotations
 
@@ -73,3 +74,27 @@ def openssl() -> OpenSSL | None:
     except (ImportError, OSError, AttributeError) as exc:
         log.debug("OpenSSL's digests cannot be called here: %s", exc)
         return None
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _sync_file_range() -> Any:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing ``length`` bytes of ``fd`` from ``offset`` to the disk,
+    without waiting for them (``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that a later
+    fsync finds less to do; only a hint: where the call is missing or fails, nothing happens.
+    It makes nothing durable: the fsync still does that."""
+    function = _sync_file_range()
+    if function is not None:
+        function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
