@@ -337,7 +337,8 @@ class WheelArchive(ZipReader):
         own = None
         if pool is None:
             pool = own = ThreadPoolExecutor(max_workers=1)
-        futures = [pool.submit(self._verify_all, part, None, stop) for part in self._others(own)]
+        parts = self._others(in_parts=own is None)
+        futures = [pool.submit(self._verify_all, part, None, stop) for part in parts]
 
         def checked() -> None:
             for future in futures:
@@ -354,12 +355,12 @@ class WheelArchive(ZipReader):
             else:
                 wait(futures)
 
-    def _others(self, whole: object) -> list[list[Member]]:
-        """The members that are not ELF, in archive order: in one part with ``whole``, else
-        in parts of about _OTHERS_PART bytes."""
+    def _others(self, *, in_parts: bool) -> list[list[Member]]:
+        """The members that are not ELF, in archive order: with ``in_parts`` in parts of
+        about _OTHERS_PART bytes, else in one."""
         self._classify()
         others = [m for m in self.members if not m.is_dir and not self.is_elf(m.name)]
-        if whole is not None:
+        if not in_parts:
             return [others]
         parts: list[list[Member]] = [[]]
         size = 0

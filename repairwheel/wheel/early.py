@@ -22,14 +22,13 @@ import threading
 from dataclasses import dataclass
 
 from . import inflate
-from .zipread import MAX_MEMBER_SIZE, MAX_RATIO, RATIO_MIN_SIZE, StrPath
+from .zipread import LOCAL_HEADER, MAX_MEMBER_SIZE, MAX_RATIO, RATIO_MIN_SIZE, StrPath
 
 EARLY_MIN = 32 << 20
 """The fewest bytes a member must declare for an early inflate to be worth a thread."""
 _END = struct.Struct("<4s4H2LH")  # end of central directory record
 _CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header
 _SIZES = struct.Struct("<L3H")  # a central header's uncompressed size and three lengths
-_LOCAL = struct.Struct("<4s5H3L2H")  # local file header
 _END_SEARCH = _END.size + 0xFFFF  # the record and the longest comment
 _ZIP64 = 0xFFFFFFFF
 _DEFLATED = 8
@@ -197,11 +196,11 @@ def _biggest(fd: int) -> Spot | None:
         return None
     if (usize > RATIO_MIN_SIZE and usize > MAX_RATIO * csize) or (method == 0 and csize != usize):
         return None
-    local = os.pread(fd, _LOCAL.size, header_offset)
-    if len(local) != _LOCAL.size or local[:4] != b"PK\x03\x04":
+    local = os.pread(fd, LOCAL_HEADER.size, header_offset)
+    if len(local) != LOCAL_HEADER.size or local[:4] != b"PK\x03\x04":
         return None
-    local_name, local_extra = _LOCAL.unpack_from(local)[-2:]
-    data_offset = header_offset + _LOCAL.size + local_name + local_extra
+    local_name, local_extra = LOCAL_HEADER.unpack_from(local)[-2:]
+    data_offset = header_offset + LOCAL_HEADER.size + local_name + local_extra
     if data_offset + csize > cd_offset:
         return None
     return Spot(header_offset, data_offset, csize, usize, crc, method == _DEFLATED)

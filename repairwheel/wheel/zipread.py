@@ -243,21 +243,22 @@ class ZipReader:
         member = entry.member
         deflated = member.compress_type == zipfile.ZIP_DEFLATED
         offset = self._data_offset(entry)
-        early = None
+        done = None
         if out is None and out_fd < 0 and not blocks:
-            early = self._take_early(entry, sha256, keep)
-        done = early or engine.member(
-            self._fd,
-            offset,
-            member.compress_size,
-            deflated,
-            member.file_size,
-            out,
-            out_fd,
-            sha256,
-            blocks,
-            keep,
-        )
+            done = self._take_early(entry, sha256, keep)
+        if done is None:
+            done = engine.member(
+                self._fd,
+                offset,
+                member.compress_size,
+                deflated,
+                member.file_size,
+                out,
+                out_fd,
+                sha256,
+                blocks,
+                keep,
+            )
         if done.status == inflate.OK and done.crc == member.crc:
             return done
         if keep is not None and keep.stop and done.status == inflate.PREFIX:
