@@ -20,12 +20,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -483,6 +485,100 @@ def test_an_input_cut_short_under_an_in_kernel_copy_is_a_wheel_error(tmp_path: P
                 writer.write(entry)
 
 
+class _Unseekable(io.RawIOBase):
+    """A write-only stream without seek: zipfile then writes data descriptors."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.data += b
+        return len(b)
+
+
+def _run_sources(tmp_path: Path) -> tuple[Path, Path]:
+    """Two zips of small members with some that cannot be copied with their local headers:
+    an extra field, a data descriptor after every member of the second; a big member, a
+    folder and a non-ASCII name among them."""
+    plain = tmp_path / "plain.zip"
+    with zipfile.ZipFile(plain, "w") as archive:
+        for n in range(40):
+            info = zipfile.ZipInfo(f"pkg/m{n}.txt" if n != 7 else "pkg/名字.txt", STAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED if n % 3 else zipfile.ZIP_STORED
+            if n == 11:
+                info.extra = struct.pack("<2HB2L", 0x5455, 9, 3, 1, 2)  # extended timestamp
+            size = zipwrite.KERNEL_COPY_MIN + 10 if n == 20 else 100 + 37 * n
+            archive.writestr(info, contents(n, size, n % 2 == 0))
+        archive.writestr(zipfile.ZipInfo("pkg/folder/", STAMP), b"")
+    stream = _Unseekable()
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as archive:
+        for n in range(10):
+            archive.writestr(zipfile.ZipInfo(f"pkg/d{n}.txt", STAMP), contents(n, 300, True))
+    described = tmp_path / "described.zip"
+    described.write_bytes(bytes(stream.data))
+    return plain, described
+
+
+@pytest.mark.parametrize("date_time", [None, (2001, 2, 3, 4, 5, 6)], ids=["own", "given"])
+def test_copies_written_together_are_the_bytes_written_one_by_one(
+    tmp_path: Path, date_time: tuple[int, int, int, int, int, int] | None
+) -> None:
+    """write_run() reads runs of small neighbours at once and writes them with their local
+    headers where those are the ones it would write; the zip is byte for byte the one write()
+    makes member by member, whatever stands between (other headers, a big member, data
+    descriptors, members of another file, a time that replaces every header)."""
+    from repairwheel.wheel.zipread import ZipReader
+
+    plain, described = _run_sources(tmp_path)
+    with ZipReader(plain) as one, ZipReader(described) as other:
+        names = [m.name for m in one.members], [m.name for m in other.members]
+        order = [(one, n) for n in names[0][:25]] + [(other, n) for n in names[1]]
+        order += [(one, n) for n in names[0][25:]]
+        reads: list[int] = []
+        pread = one._pread
+
+        def counted(size: int, offset: int) -> bytes:
+            reads.append(size)
+            return pread(size, offset)
+
+        one._pread = counted  # type: ignore[method-assign]
+        together, alone = io.BytesIO(), io.BytesIO()
+        run = zipwrite.ZipWriter(together, date_time=date_time)
+        entries = [reader.raw_entry(name) for reader, name in order]
+        reads.clear()  # (the local headers were read to make the entries)
+        run.write_run(entries)
+        run.finish()
+        run_reads = len(reads)
+        single = zipwrite.ZipWriter(alone, date_time=date_time)
+        entries = [reader.raw_entry(name) for reader, name in order]
+        reads.clear()
+        for entry in entries:
+            single.write(entry)
+        single.finish()
+    assert together.getvalue() == alone.getvalue()
+    assert run_reads <= 3 and len(reads) >= 38  # a span either side of the big member
+    with zipfile.ZipFile(together) as written:
+        assert written.testzip() is None
+        assert [i.filename for i in written.infolist()] == [name for _, name in order]
+
+
+def test_a_run_cut_short_names_the_member_cut(tmp_path: Path) -> None:
+    from repairwheel.wheel.zipread import ZipReader
+
+    plain, _ = _run_sources(tmp_path)
+    with ZipReader(plain) as reader:
+        entries = [reader.raw_entry(m.name) for m in reader.members[:10]]
+        cut = entries[6].stored
+        assert cut is not None
+        with open(plain, "r+b") as fh:
+            fh.truncate(cut.data_offset + 3)
+        with pytest.raises(WheelError, match=r"member 'pkg/m6\.txt' is truncated"):
+            zipwrite.ZipWriter(io.BytesIO()).write_run(entries)
+
+
 def test_writeback_is_started_for_each_step_written_and_the_bytes_are_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -517,6 +613,44 @@ def test_writeback_is_started_for_each_step_written_and_the_bytes_are_the_same(
         assert ranges and ranges[0][0] == 0 and all(n >= 1 << 20 for _, n in ranges)
         assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:]))
     assert copied[-1][0] + copied[-1][1] <= len(written)
+
+
+def test_writeback_is_started_off_the_writers_thread_and_waited_for_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing goes on while a writeback start is held up, and the writer waits for it before
+    publishing; a write that fails leaves no writeback thread behind either."""
+    monkeypatch.setattr(zipwrite, "WRITEBACK_STEP", 1 << 20)
+    members = [
+        File(f"pkg/m{n}.f", contents(n, 3 * BLOCK, False), 0, 0o644, STAMP, True) for n in range(4)
+    ]
+    source = tmp_path / NAME
+    write_source(source, members)
+    release = threading.Event()
+    started: list[tuple[int, int]] = []
+
+    def held_up(fd: int, offset: int, length: int) -> None:
+        assert threading.current_thread() is not threading.main_thread()
+        release.wait(10)
+        started.append((offset, length))
+
+    monkeypatch.setattr(zipwrite, "start_writeback", held_up)
+    (tmp_path / "out").mkdir()
+    with WheelArchive(source) as archive, WheelWriter(tmp_path / "out" / NAME, DIST) as writer:
+        for member in archive.members:
+            writer.copy(archive, member.name)  # every member is written with the starts held
+        waiting = threading.Timer(0.2, release.set)
+        waiting.start()
+    waiting.join()
+    assert len(started) >= 4 and started[0][0] == 0  # finishing waited for every one
+    assert not [t for t in threading.enumerate() if t.name.startswith("writeback")]
+    with pytest.raises(KeyboardInterrupt):
+        with WheelArchive(source) as archive, WheelWriter(tmp_path / "out" / "b.whl", DIST) as w:
+            for member in archive.members:
+                w.copy(archive, member.name)
+            raise KeyboardInterrupt
+    assert not [t for t in threading.enumerate() if t.name.startswith("writeback")]
+    assert sorted(os.listdir(tmp_path / "out")) == [NAME]
 
 
 def test_starting_writeback_where_it_cannot_be_is_harmless(tmp_path: Path) -> None:

@@ -91,6 +91,8 @@ class WheelWriter:
         self._in_flight = 0  # batches in _queue being compressed
         self._in_flight_bytes = 0  # and the bytes they compress
         self._rows: list[RecordRow] = []
+        # copies waiting to be written together, after everything before them was
+        self._copies: list[tuple[RawEntry, RecordHash | None]] = []
 
     def __enter__(self) -> WheelWriter:
         try:
@@ -133,7 +135,16 @@ class WheelWriter:
         member = archive.member(name)
         self._claim(name)
         digest = None if member.is_dir else archive.digest(name)
-        self._schedule(name, lambda: self._write(archive.raw_entry(name), digest))
+        if self._deferred_name(name):
+            self._deferred.append(lambda: self._write(archive.raw_entry(name), digest))
+            return
+        self._flush()
+        if self._queue:
+            self._queue.append(lambda: self._write(archive.raw_entry(name), digest))
+            return
+        self._copies.append((archive.raw_entry(name), digest))
+        if len(self._copies) >= _COPY_RUN:
+            self._write_copies()
 
     def add(
         self,
@@ -188,16 +199,6 @@ class WheelWriter:
 
     def _deferred_name(self, name: str) -> bool:
         return name.startswith(f"{self.dist_info}/")
-
-    def _schedule(self, name: str, write: Callable[[], None]) -> None:
-        if self._deferred_name(name):
-            self._deferred.append(write)
-        else:
-            self._flush()
-            if self._queue:
-                self._queue.append(write)
-            else:
-                write()
 
     def _flush(self) -> None:
         """Compress the batched small members: with the C core's batch deflate, on a thread
@@ -267,8 +268,26 @@ class WheelWriter:
         if digest is not None:
             self._rows.append(RecordRow(entry.member.name, digest, entry.member.file_size))
 
+    def _write_copies(self) -> None:
+        """Write the copies waiting in :attr:`_copies`, together (:meth:`ZipWriter.write_run`)."""
+        copies, self._copies = self._copies, []
+        if not copies:
+            return
+        if self._zip is None:
+            raise RuntimeError("WheelWriter used outside its with block")
+        try:
+            self._zip.write_run([entry for entry, _ in copies])
+        except OSError as exc:
+            raise resource_error(self.path, "cannot write", exc) from None
+        rows = self._rows
+        for entry, digest in copies:
+            if digest is not None:
+                rows.append(RecordRow(entry.member.name, digest, entry.member.file_size))
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[ZipWriter]:
+        """The zip writer, the copies waiting written first."""
+        self._write_copies()
         if self._zip is None:
             raise RuntimeError("WheelWriter used outside its with block")
         try:
@@ -285,11 +304,12 @@ class WheelWriter:
         self._write(compressed(self._record_path, record, level=-1, mode=0o644), None)
         with self._writing() as out:
             out.finish()
-        if self._out is None:
+        if self._out is None or self._zip is None:
             raise RuntimeError("WheelWriter used outside its with block")
         try:
             self._out.flush()
             os.fsync(self._out.fileno())
+            self._zip.close()  # (the writebacks started: the fsync waited for their bytes)
             self._out.close()
             os.replace(self._tmp, self.path)
         except OSError as exc:
@@ -305,6 +325,8 @@ class WheelWriter:
 
     def _discard(self) -> None:
         """Remove what is left of the temporary file; after a successful rename, nothing is."""
+        if self._zip is not None:
+            self._zip.close()
         if self._out is not None:
             with contextlib.suppress(OSError):
                 self._out.close()
@@ -312,6 +334,7 @@ class WheelWriter:
             self._tmp.unlink()
 
 
+_COPY_RUN = 1024  # copied members written together, at most this many
 _BATCH_COUNT = 64  # small members compressed together, at most this many
 _BATCH_BYTES = 16 << 20  # or this many bytes
 _BATCH_SHARE = 8  # members per thread below which one thread does it all

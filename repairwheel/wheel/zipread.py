@@ -89,6 +89,17 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """Where a member lies in the zip it is read from: its local header at ``header_offset``,
+    its compressed bytes from ``data_offset`` on; ``read(offset, size)`` reads that file (fewer
+    bytes at its end). Members of one file share one ``read``."""
+
+    read: Callable[[int, int], bytes] = field(repr=False)
+    header_offset: int
+    data_offset: int
+
+
+@dataclass(frozen=True)
 class RawEntry:
     """A member as stored: its header and its compressed bytes (read lazily, once), so a writer
     can copy it without inflating or recompressing."""
@@ -98,6 +109,9 @@ class RawEntry:
     # copy(start, end, fd, offset): copy the compressed bytes start:end to that file offset
     # inside the kernel, False (nothing written) where it cannot; None: only ``chunks`` can
     copy: RawCopy | None = field(default=None, compare=False, repr=False)
+    # where it lies in its file, so that a writer may copy neighbours with their local headers
+    # in one read; None for a member made in memory
+    stored: Stored | None = field(default=None, compare=False, repr=False)
 
 
 class _Entry:
@@ -190,7 +204,8 @@ class ZipReader:
     def raw_entry(self, name: str) -> RawEntry:
         """The member's header and its compressed bytes in pieces of at most CHUNK bytes."""
         entry = self._entry(name)
-        return RawEntry(entry.member, self._raw_chunks(entry, CHUNK), self._copier(entry))
+        stored = Stored(self._pread_at, entry.header_offset, self._data_offset(entry))
+        return RawEntry(entry.member, self._raw_chunks(entry, CHUNK), self._copier(entry), stored)
 
     def deflate_stream(self, name: str) -> OldStream | None:
         """The member's deflate stream, to reuse its blocks (:mod:`.reuse`); None when it is
@@ -530,6 +545,9 @@ class ZipReader:
                 raise self._error(f"member {entry.member.name!r} is truncated")
             done += n
         return True
+
+    def _pread_at(self, offset: int, size: int) -> bytes:
+        return self._pread(size, offset)
 
     def _pread(self, size: int, offset: int) -> bytes:
         try:

@@ -47,6 +47,7 @@ _DEFLATE_BLOCK = lib.RW_DEF_BLOCK  # 1 MiB: the blocks of csrc/deflate.c, whiche
 _WINDOW = lib.RW_DEF_WINDOW  # 32 KiB
 KERNEL_COPY_MIN = 64 << 10  # copied members from this size on go straight from file to file
 STREAM_MIN = 8 << 20  # members from this size on are compressed as they are written
+SPAN_MAX = 1 << 20  # the most bytes of small copied members read and written at once
 WRITEBACK_STEP = 16 << 20  # bytes written between two starts of their writeback to the disk
 
 
@@ -56,8 +57,10 @@ class ZipWriter:
     Every member gets ``date_time`` when it is given (for reproducible output), else its own.
     Names are written as UTF-8 (flagged when not ASCII); extra fields are dropped, and so is a
     data descriptor: the sizes go in the local header. OSErrors from ``out`` propagate. Each
-    WRITEBACK_STEP bytes written to a file have their writeback to the disk started, so that
-    the caller's fsync at the end waits for the last ones only (192 MB: 0.075 s to 0.005).
+    WRITEBACK_STEP bytes written to a file have their writeback to the disk started, on a thread
+    of the writer's (for torch's 114 MB member that takes up to 50 ms), so that the caller's
+    fsync at the end waits for the last ones only (192 MB: 0.075 s to 0.005). :meth:`close`
+    waits for that thread: call it before closing ``out``.
     """
 
     def __init__(self, out: BinaryIO, *, date_time: DateTime | None = None) -> None:
@@ -71,6 +74,7 @@ class ZipWriter:
             self._fd = None
         self._sync_fd = self._fd
         self._written_back = 0  # writeback has been started for the bytes before this
+        self._writeback: ThreadPoolExecutor | None = None
 
     def write(self, entry: RawEntry) -> None:
         """Write one member: its local header, its compressed bytes as they are, and keep its
@@ -81,6 +85,49 @@ class ZipWriter:
             for piece in entry.chunks:
                 self._emit(piece)
         self._central.append(self._central_record(entry.member, offset))
+
+    def write_run(self, entries: Sequence[RawEntry]) -> None:
+        """Write members in order, each as :meth:`write` would. Small ones lying one after
+        another in one file, as :attr:`RawEntry.stored` says, are read together, up to
+        SPAN_MAX bytes at a time; where a local header read is the one this writer would write,
+        it goes out with the member's data in one write, so 12k small members cost a few hundred
+        reads and writes, not 36k."""
+        at = 0
+        while at < len(entries):
+            end = _span_end(entries, at)
+            if end - at > 1:
+                self._write_span(entries[at:end])
+            else:
+                self.write(entries[at])
+            at = end
+
+    def _write_span(self, entries: Sequence[RawEntry]) -> None:
+        first, last = entries[0].stored, entries[-1].stored
+        assert first is not None and last is not None  # _span_end's
+        base = first.header_offset
+        size = last.data_offset + entries[-1].member.compress_size - base
+        data = first.read(base, size)
+        if len(data) != size:  # cut short: write() names the member
+            for entry in entries:
+                self.write(entry)
+            return
+        view = memoryview(data)
+        done = 0  # data[:done] is written or replaced
+        for entry in entries:
+            member, stored = entry.member, entry.stored
+            assert stored is not None
+            header = self._local_header(member)
+            at, body = stored.header_offset - base, stored.data_offset - base
+            # (equal bytes hold the same name and extra lengths: its data follows the header)
+            if data.startswith(header, at):
+                self._central.append(self._central_record(member, self._offset + at - done))
+                continue
+            self._emit(view[done:at])
+            self._central.append(self._central_record(member, self._offset))
+            self._emit(header)
+            done = body + member.compress_size
+            self._emit(view[body:done])
+        self._emit(view[done:])
 
     def _kernel_copy(self, copy: RawCopy | None, start: int, end: int) -> bool:
         """Whether compressed bytes ``start:end`` of 64 KiB or more were copied file to file
@@ -199,8 +246,7 @@ class ZipWriter:
     def finish(self) -> None:
         """Write the central directory and the end records (zip64 ones when needed)."""
         start = self._offset
-        for record in self._central:
-            self._emit(record)
+        self._emit(b"".join(self._central))
         size = self._offset - start
         count = len(self._central)
         if count >= _ZIP64_COUNT or max(size, start) >= _ZIP64_LIMIT:
@@ -212,7 +258,13 @@ class ZipWriter:
             _END.pack(b"PK\x05\x06", 0, 0, small_count, small_count, _cap(size), _cap(start), 0)
         )
 
-    def _emit(self, data: bytes) -> None:
+    def close(self) -> None:
+        """Wait for the writebacks started so far to be handed to the kernel."""
+        if self._writeback is not None:
+            self._writeback.shutdown()
+            self._writeback = None
+
+    def _emit(self, data: bytes | memoryview) -> None:
         self._out.write(data)
         self._offset += len(data)
         self._write_back()
@@ -223,8 +275,32 @@ class ZipWriter:
         if self._sync_fd is None or self._offset - self._written_back < WRITEBACK_STEP:
             return
         self._out.flush()
-        start_writeback(self._sync_fd, self._written_back, self._offset - self._written_back)
+        if self._writeback is None:
+            self._writeback = ThreadPoolExecutor(1, thread_name_prefix="writeback")
+        length = self._offset - self._written_back
+        self._writeback.submit(start_writeback, self._sync_fd, self._written_back, length)
         self._written_back = self._offset
+
+
+def _span_end(entries: Sequence[RawEntry], start: int) -> int:
+    """Where the span of small members from ``entries[start]`` ends: each stored right after
+    the one before, in the same file, the span at most SPAN_MAX bytes."""
+    entry = entries[start]
+    first = entry.stored
+    if first is None or entry.member.compress_size >= KERNEL_COPY_MIN:
+        return start + 1
+    limit = first.header_offset + SPAN_MAX
+    position = first.data_offset + entry.member.compress_size
+    end = start + 1
+    for entry in entries[end:]:
+        stored, size = entry.stored, entry.member.compress_size
+        if stored is None or stored.header_offset != position or size >= KERNEL_COPY_MIN:
+            break
+        if stored.data_offset + size > limit or stored.read != first.read:
+            break
+        position = stored.data_offset + size
+        end += 1
+    return end
 
 
 def compressed(
