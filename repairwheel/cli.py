@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Callable
 
 from ._version import __version__
-from .errors import PolicyError, RepairwheelError, UsageError
-from .patch import PATCHERS, STRIP_LEVELS
+from .choices import PATCHERS, STRIP_LEVELS
+from .errors import NotPlatformWheelError, PolicyError, RepairwheelError, UsageError
 
 if TYPE_CHECKING:
     from .repair import RepairResult
@@ -83,13 +83,13 @@ def _add_lddtree(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .clock import StageClock
-    from .errors import NotPlatformWheelError
     from .scan import ElfScan, start_early
+
+    clock = StageClock()
+    early = start_early(args.wheel, hashed=True)  # before the rest is imported
     from .wheel import WheelArchive
 
     name = os.path.basename(args.wheel)
-    clock = StageClock()
-    early = start_early(args.wheel, hashed=True)
     try:
         # hash_reads: the audit's reads of the ELF members are compared with RECORD as they
         # go, so verify_record inflates only the other members, once.
@@ -325,26 +325,35 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     """Repair every wheel given. Inputs and options are all checked before the first wheel is
     written; after that a failure on one wheel is reported and the others are still repaired.
     The exit code is the worst of them."""
-    from .plan import check_lib_sdir
-    from .repair import repair_wheel
-    from .wheel import source_date_epoch
+    from .scan import start_early
 
-    level = _compression_level(args)
-    plat = _plat(args)
-    check_lib_sdir(args.lib_sdir)
-    source_date_epoch()
-    if args.provided_by:
-        from .providers import find_providers
+    # the first wheel's biggest member inflates while the rest is imported and checked
+    early = start_early(args.wheels[0], hashed=True)
+    try:
+        from .plan import check_lib_sdir
+        from .repair import repair_wheel
+        from .wheel import source_date_epoch
 
-        find_providers(args.provided_by, args.site_packages)  # a glob matching nothing fails now
-    bad = [problem for problem in map(_input_problem, args.wheels) if problem]
-    if bad:
-        for problem in bad[:-1]:
-            print(f"repairwheel: error: {problem}", file=sys.stderr)
-        raise UsageError(bad[-1])
+        level = _compression_level(args)
+        plat = _plat(args)
+        check_lib_sdir(args.lib_sdir)
+        source_date_epoch()
+        if args.provided_by:
+            from .providers import find_providers
+
+            find_providers(args.provided_by, args.site_packages)  # a glob matching none fails
+        bad = [problem for problem in map(_input_problem, args.wheels) if problem]
+        if bad:
+            for problem in bad[:-1]:
+                print(f"repairwheel: error: {problem}", file=sys.stderr)
+            raise UsageError(bad[-1])
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
     outcomes: list[dict[str, object]] = []
     worst = 0
-    for wheel in args.wheels:
+    for index, wheel in enumerate(args.wheels):
         try:
             result = repair_wheel(
                 wheel,
@@ -368,6 +377,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
                 site_packages=args.site_packages,
                 requires_check=args.requires_check,
                 include=args.include,
+                early=early if index == 0 else None,
             )
         except RepairwheelError as exc:
             if len(args.wheels) == 1 and not args.json:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .choices import PATCHERS, STRIP_LEVELS
 from .elf import ElfFile, ElfSource, VersionNeed, read_elf
 from .errors import ElfError, PatchError, UsageError
 from .tool import run_tool
 
-PATCHERS = ("builtin", "patchelf", "lief-patchelf", "none")
 PATCHER_ENV = ("REPAIRWHEEL_PATCHER", "AUDITWHEEL_PATCHER")
 
 
@@ -245,7 +245,6 @@ def get_patcher(name: str | None = None) -> Patcher:
     raise UsageError(f"unknown patcher {name!r} (choose from {', '.join(PATCHERS)})")
 
 
-STRIP_LEVELS = ("all", "debug", "unneeded")
 _STRIP_OPTIONS = {"all": "--strip-all", "debug": "--strip-debug", "unneeded": "--strip-unneeded"}
 
 

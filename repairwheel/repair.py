@@ -49,6 +49,7 @@ from .wheel import (
     runs_around,
     streams,
 )
+from .wheel.early import EarlyInflate
 from .wheel.inflate import Blocks
 from .wheel.zipwrite import STREAM_MIN
 
@@ -120,6 +121,7 @@ def repair_wheel(
     include: Sequence[str] = (),
     strip_level: str | None = None,
     debug_symbols: str | os.PathLike[str] | None = None,
+    early: EarlyInflate | None = None,
 ) -> RepairResult:
     """Repair the wheel at ``path`` into ``out_dir``; the input is never modified.
 
@@ -135,13 +137,22 @@ def repair_wheel(
     under their own names, the grafted-libraries folder put on every extension's RPATH;
     ``strip_level``: ``all`` (what ``strip_symbols`` means), ``debug`` or ``unneeded``, every
     ELF file written stripped so, its debug information first saved under ``debug_symbols``
-    (``<build-id>.debug``, linked from the file's .gnu_debuglink)."""
+    (``<build-id>.debug``, linked from the file's .gnu_debuglink); ``early``: the biggest
+    member's inflate already started by :func:`.scan.start_early` (the CLI starts it before it
+    imports this module), taken if it is that member of this file, else cancelled."""
     path, out = Path(path), Path(out_dir)
-    check_lib_sdir(lib_sdir)
-    level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
-    elf_patcher = get_patcher(patcher)
+    try:
+        check_lib_sdir(lib_sdir)
+        level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
+        elf_patcher = get_patcher(patcher)
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
     clock = StageClock()
-    archive = WheelArchive(path, hash_reads=True, early=start_early(path, hashed=True))
+    if early is None:
+        early = start_early(path, hashed=True)
+    archive = WheelArchive(path, hash_reads=True, early=early)
     clock.lap("open")
     with archive, contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repairwheel-")))

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .elf import (
     ElfFile,
@@ -30,9 +31,11 @@ from .elf import (
 )
 from .errors import RepairwheelError, ResourceError
 from .progress import Progress
-from .wheel import WheelArchive
 from .wheel.early import EarlyInflate
 from .wheel.zipread import StrPath
+
+if TYPE_CHECKING:
+    from .wheel import WheelArchive
 
 MEMORY_FILE_SIZE = 4 << 20  # members above this keep only the bytes their parse reads
 THREAD_MIN = 1 << 20  # a wheel with a member this big is read on threads (inflate frees the GIL)
