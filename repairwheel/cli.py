@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 audit verdict or generic error; 2 bad wheel or usage;
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -582,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*_GC_THRESHOLDS)
     try:
         code: int = args.func(args)
         return code
@@ -595,3 +598,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (e.g. `| head`) went away: not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+_GC_THRESHOLDS = (200_000, 30, 30)
+"""The cycle collector's thresholds while a command runs. A command keeps some 100k objects
+alive (torch's 12k members, their RECORD rows and facts), and at Python's default (a young
+collection every 700 allocations) the collector walks them again and again: 0.056 s of a torch
+repair, holding the GIL. What a command drops is freed by reference counting; the few cycles
+wait for a collection every 200k allocations (torch: 1.27 -> 1.21 s, RSS +1 MB)."""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from packaging import tags
+
+from repairwheel import cli
+from repairwheel.errors import UsageError
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -94,3 +99,25 @@ def test_lddtree_of_a_non_elf_file_is_a_one_line_error(tmp_path: Path) -> None:
     proc = _run("lddtree", str(bogus))
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and "bogus.so" in proc.stderr
+
+
+def test_a_command_runs_with_fewer_collections_and_gives_the_thresholds_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """main() raises the cycle collector's thresholds for the command it runs and restores
+    the caller's afterwards, whether the command succeeds or fails."""
+    seen: list[tuple[int, int, int]] = []
+
+    def command(args: object) -> int:
+        seen.append(gc.get_threshold())
+        if len(seen) > 1:
+            raise UsageError("refused")
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_lddtree", command)
+    before = gc.get_threshold()
+    assert cli.main(["lddtree", sys.executable]) == 0
+    assert gc.get_threshold() == before
+    assert cli.main(["lddtree", sys.executable]) == 2
+    assert gc.get_threshold() == before
+    assert seen == [cli._GC_THRESHOLDS] * 2 and seen[0][0] > 100 * before[0]
