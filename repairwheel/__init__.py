@@ -7,7 +7,6 @@ hierarchy.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
@@ -22,6 +21,7 @@ from .errors import (
     UsageError,
     WheelError,
 )
+from .lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .audit import WheelReport, analyze_wheel
@@ -46,13 +46,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -6,23 +6,30 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from types import ModuleType
 
 import pytest
 
 import repairwheel
+import repairwheel.wheel as repairwheel_wheel
+
+PACKAGES = [repairwheel, repairwheel_wheel]
+NAMES = [(package, name) for package in PACKAGES for name in package.__all__]
 
 
-@pytest.mark.parametrize("name", repairwheel.__all__)
-def test_every_public_name_is_its_modules_object(name: str) -> None:
-    value = getattr(repairwheel, name)
-    module = repairwheel._LAZY.get(name)
+@pytest.mark.parametrize(("package", "name"), NAMES, ids=[f"{p.__name__}.{n}" for p, n in NAMES])
+def test_every_public_name_is_its_modules_object(package: ModuleType, name: str) -> None:
+    value = getattr(package, name)
+    module = package._LAZY.get(name)
     if module is not None:
-        assert value is getattr(importlib.import_module(f"repairwheel.{module}"), name)
+        assert value is getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
+        assert vars(package)[name] is value  # kept: found directly from then on
 
 
-def test_an_unknown_name_is_an_attribute_error() -> None:
-    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
-        repairwheel.nothing_here  # noqa: B018
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_an_unknown_name_is_an_attribute_error(package: ModuleType) -> None:
+    with pytest.raises(AttributeError, match=rf"{package.__name__}' has no attribute 'nothing"):
+        package.nothing_here  # noqa: B018
 
 
 def test_the_package_alone_loads_no_command() -> None:
