@@ -36,6 +36,7 @@ from .policy import ANDROID, ARCHES, Policy, get_policy
 from .scan import is_loader, start_early
 from .verdict import Blocker, BlockerKind, PolicyCheck, decide
 from .wheel import WheelArchive
+from .wheel.early import EarlyInflate
 
 _LIBRARY_KINDS = (BlockerKind.EXTERNAL_LIBRARY, BlockerKind.MISSING_LIBRARY)
 _FAMILY = {"glibc": "manylinux", "musl": "musllinux", ANDROID: "android"}
@@ -136,12 +137,15 @@ def check_wheel(
     exclude: Sequence[str] = (),
     provided_by: Sequence[str] = (),
     site_packages: Sequence[str] | None = None,
+    early: EarlyInflate | None = None,
 ) -> CheckResult:
     """Check every claim of the wheel at ``path`` (and the tag ``plat``, if given).
 
     ``provided_by`` (with ``site_packages``, as for a repair): distributions whose libraries
     the wheel may link where they install, if it declares them in Requires-Dist and the file
-    that needs one has an RPATH entry leading to that folder.
+    that needs one has an RPATH entry leading to that folder. ``early``: the biggest member's
+    inflate already started by :func:`.scan.start_early` (the CLI starts it before it imports
+    this module), taken if it is that member of this file, else cancelled.
 
     Problems of the wheel itself are returned, never raised; only a failure of the machine
     (ResourceError: memory, temp space) propagates.
@@ -151,7 +155,8 @@ def check_wheel(
     tags: list[str] = []
     report = None
     try:
-        early = start_early(path, hashed=True)
+        if early is None:
+            early = start_early(path, hashed=True)
         opened = WheelArchive(path, hash_reads=True, refuse_record_mismatch=False, early=early)
         with opened as archive:
             tags = list(archive.filename.platform_tags)

@@ -236,14 +236,23 @@ def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Check every wheel given; one line per false claim. The exit code is the worst one."""
-    from .check import check_wheel, validate_tag
+    from .scan import start_early
 
-    plat = validate_tag(args.plat) if args.plat is not None else None
-    bad = [problem for problem in map(_input_problem, args.wheels) if problem]
-    if bad:
-        for problem in bad[:-1]:
-            print(f"repairwheel: error: {problem}", file=sys.stderr)
-        raise UsageError(bad[-1])
+    # the first wheel's biggest member inflates while the rest is imported and checked
+    early = start_early(args.wheels[0], hashed=True)
+    try:
+        from .check import check_wheel, validate_tag
+
+        plat = validate_tag(args.plat) if args.plat is not None else None
+        bad = [problem for problem in map(_input_problem, args.wheels) if problem]
+        if bad:
+            for problem in bad[:-1]:
+                print(f"repairwheel: error: {problem}", file=sys.stderr)
+            raise UsageError(bad[-1])
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
     results = [
         check_wheel(
             wheel,
@@ -252,8 +261,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
             exclude=_excluded(args),
             provided_by=args.provided_by,
             site_packages=args.site_packages,
+            early=early if index == 0 else None,
         )
-        for wheel in args.wheels
+        for index, wheel in enumerate(args.wheels)
     ]
     if args.json:
         _print_json([result.to_json() for result in results])

@@ -290,16 +290,30 @@ print(code, loaded)
 """
 
 
-@pytest.mark.parametrize("command", ["show", "repair"])
+@pytest.mark.parametrize("command", ["show", "repair", "check"])
 def test_the_command_line_starts_the_inflate_before_the_heavy_imports(
     tmp_path: Path, wheel: Path, command: str
 ) -> None:
-    """``show`` and ``repair`` start the inflate before they import the archive, the audit
-    or the repair (about 0.08 s on one core, now beside it)."""
+    """``show``, ``repair`` and ``check`` start the inflate before they import the archive,
+    the audit, the repair or the check (about 0.08 s on one core, now beside it)."""
     heavy = {"repairwheel.wheel.archive", "repairwheel.audit", "repairwheel.repair"}
+    heavy.add("repairwheel.check")
     argv = [command, str(wheel)] + (["-w", str(tmp_path / "out")] if command == "repair" else [])
     script = _SPY.format(heavy=heavy, argv=argv)
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
-    assert done.stdout.splitlines()[-1] == "0 [[]]"
+    code, loaded = done.stdout.splitlines()[-1].split(" ", 1)
+    assert loaded == "[[]]" and (code == "0" or command == "check")
+
+
+def test_check_takes_the_inflate_the_command_line_starts(
+    wheel: Path, big_library: bytes, whole_reads: list[int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``check`` takes the inflate started before its imports (the member is inflated once),
+    and one started for a wheel it then refuses to read is cancelled (the autouse fixture
+    checks that no inflate runs on)."""
+    code = main(["check", "--json", str(wheel)])
+    assert whole_reads.count(len(big_library)) == 1
+    assert json.loads(capsys.readouterr().out)[0]["exit_code"] == code
+    assert main(["check", str(wheel), str(wheel.with_name("missing.whl"))]) == 2
