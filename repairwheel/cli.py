@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 audit verdict or generic error; 2 bad wheel or usage;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -15,7 +16,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Callable
 
 from ._version import __version__
@@ -24,6 +25,7 @@ from .errors import NotPlatformWheelError, PolicyError, RepairwheelError, UsageE
 
 if TYPE_CHECKING:
     from .repair import RepairResult
+    from .wheel.early import EarlyInflate
 
 log = logging.getLogger("repairwheel")
 
@@ -236,23 +238,11 @@ def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Check every wheel given; one line per false claim. The exit code is the worst one."""
-    from .scan import start_early
-
-    # the first wheel's biggest member inflates while the rest is imported and checked
-    early = start_early(args.wheels[0], hashed=True)
-    try:
+    with _starting_early(args.wheels[0]) as early:
         from .check import check_wheel, validate_tag
 
         plat = validate_tag(args.plat) if args.plat is not None else None
-        bad = [problem for problem in map(_input_problem, args.wheels) if problem]
-        if bad:
-            for problem in bad[:-1]:
-                print(f"repairwheel: error: {problem}", file=sys.stderr)
-            raise UsageError(bad[-1])
-    except BaseException:
-        if early is not None:
-            early.cancel()
-        raise
+        _refuse_bad_inputs(args.wheels)
     results = [
         check_wheel(
             wheel,
@@ -336,11 +326,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     """Repair every wheel given. Inputs and options are all checked before the first wheel is
     written; after that a failure on one wheel is reported and the others are still repaired.
     The exit code is the worst of them."""
-    from .scan import start_early
-
-    # the first wheel's biggest member inflates while the rest is imported and checked
-    early = start_early(args.wheels[0], hashed=True)
-    try:
+    with _starting_early(args.wheels[0]) as early:
         from .plan import check_lib_sdir
         from .repair import repair_wheel
         from .wheel import source_date_epoch
@@ -353,15 +339,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
             from .providers import find_providers
 
             find_providers(args.provided_by, args.site_packages)  # a glob matching none fails
-        bad = [problem for problem in map(_input_problem, args.wheels) if problem]
-        if bad:
-            for problem in bad[:-1]:
-                print(f"repairwheel: error: {problem}", file=sys.stderr)
-            raise UsageError(bad[-1])
-    except BaseException:
-        if early is not None:
-            early.cancel()
-        raise
+        _refuse_bad_inputs(args.wheels)
     outcomes: list[dict[str, object]] = []
     worst = 0
     for index, wheel in enumerate(args.wheels):
@@ -403,6 +381,30 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(outcomes)
     return worst
+
+
+@contextlib.contextmanager
+def _starting_early(wheel: str) -> Iterator[EarlyInflate | None]:
+    """The wheel's biggest member inflating (:func:`.scan.start_early`) while the block
+    imports the rest and checks the options; cancelled if the block fails."""
+    from .scan import start_early
+
+    early = start_early(wheel, hashed=True)
+    try:
+        yield early
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
+
+
+def _refuse_bad_inputs(wheels: Sequence[str]) -> None:
+    """UsageError for the last input that cannot be a wheel, the others printed before it."""
+    bad = [problem for problem in map(_input_problem, wheels) if problem]
+    if bad:
+        for problem in bad[:-1]:
+            print(f"repairwheel: error: {problem}", file=sys.stderr)
+        raise UsageError(bad[-1])
 
 
 def _input_problem(wheel: str) -> str | None:
