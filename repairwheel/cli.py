@@ -388,14 +388,11 @@ def _starting_early(wheel: str) -> Iterator[EarlyInflate | None]:
     """The wheel's biggest member inflating (:func:`.scan.start_early`) while the block
     imports the rest and checks the options; cancelled if the block fails."""
     from .scan import start_early
+    from .wheel.early import cancelled_on_error
 
     early = start_early(wheel, hashed=True)
-    try:
+    with cancelled_on_error(early):
         yield early
-    except BaseException:
-        if early is not None:
-            early.cancel()
-        raise
 
 
 def _refuse_bad_inputs(wheels: Sequence[str]) -> None:

@@ -49,7 +49,7 @@ from .wheel import (
     runs_around,
     streams,
 )
-from .wheel.early import EarlyInflate
+from .wheel.early import EarlyInflate, cancelled_on_error
 from .wheel.inflate import Blocks
 from .wheel.zipwrite import STREAM_MIN
 
@@ -141,14 +141,10 @@ def repair_wheel(
     member's inflate already started by :func:`.scan.start_early` (the CLI starts it before it
     imports this module), taken if it is that member of this file, else cancelled."""
     path, out = Path(path), Path(out_dir)
-    try:
+    with cancelled_on_error(early):
         check_lib_sdir(lib_sdir)
         level = choose_strip_level(strip_symbols, strip_level, debug_symbols)
         elf_patcher = get_patcher(patcher)
-    except BaseException:
-        if early is not None:
-            early.cancel()
-        raise
     clock = StageClock()
     if early is None:
         early = start_early(path, hashed=True)

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import inflate
 from .batchverify import VerifyJob, verify_members
-from .early import EarlyInflate
+from .early import EarlyInflate, cancelled_on_error
 from .inflate import Blocks, Keep
 from .names import WheelFilename
 from .records import (
@@ -82,12 +82,8 @@ class WheelArchive(ZipReader):
         refuse_record_mismatch: bool = True,
         early: EarlyInflate | None = None,
     ) -> None:
-        try:
+        with cancelled_on_error(early):
             self.filename = WheelFilename.parse(Path(path).name)
-        except BaseException:
-            if early is not None:
-                early.cancel()
-            raise
         self.hash_reads = hash_reads
         self.refuse_record_mismatch = refuse_record_mismatch
         self._digests: dict[str, RecordHash] = {}  # sha256 of members a full read has checked

@@ -14,11 +14,13 @@ a read that asks for no more than was made; otherwise the inflate is cancelled a
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import stat
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import inflate
@@ -149,6 +151,17 @@ class EarlyInflate:
             buf.close()
         else:
             self._done = (done, buf)
+
+
+@contextlib.contextmanager
+def cancelled_on_error(early: EarlyInflate | None) -> Iterator[None]:
+    """Cancel ``early`` if the block raises: what would have taken it never will."""
+    try:
+        yield
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
 
 
 def _cores() -> int:
