@@ -135,12 +135,16 @@ class WheelWriter:
         member = archive.member(name)
         self._claim(name)
         digest = None if member.is_dir else archive.digest(name)
+
+        def write() -> None:
+            self._write(archive.raw_entry(name), digest)
+
         if self._deferred_name(name):
-            self._deferred.append(lambda: self._write(archive.raw_entry(name), digest))
+            self._deferred.append(write)
             return
         self._flush()
         if self._queue:
-            self._queue.append(lambda: self._write(archive.raw_entry(name), digest))
+            self._queue.append(write)
             return
         self._copies.append((archive.raw_entry(name), digest))
         if len(self._copies) >= _COPY_RUN:
@@ -265,6 +269,10 @@ class WheelWriter:
     def _write(self, entry: RawEntry, digest: RecordHash | None) -> None:
         with self._writing() as out:
             out.write(entry)
+        self._row(entry, digest)
+
+    def _row(self, entry: RawEntry, digest: RecordHash | None) -> None:
+        """The RECORD row of a member written (none for a folder or RECORD itself)."""
         if digest is not None:
             self._rows.append(RecordRow(entry.member.name, digest, entry.member.file_size))
 
@@ -279,10 +287,8 @@ class WheelWriter:
             self._zip.write_run([entry for entry, _ in copies])
         except OSError as exc:
             raise resource_error(self.path, "cannot write", exc) from None
-        rows = self._rows
         for entry, digest in copies:
-            if digest is not None:
-                rows.append(RecordRow(entry.member.name, digest, entry.member.file_size))
+            self._row(entry, digest)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[ZipWriter]:
